@@ -1,0 +1,67 @@
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import lockfile from 'proper-lockfile';
+import { UploadSyncError, errorCode } from './errors.js';
+
+/**
+ * The cross-process lock (PM2 workers, the watcher, the CLI): proper-lockfile's `mkdir` lock, kept
+ * fresh by an unref'd timer, and taken over once its holder has not refreshed it for `STALE_MS`
+ * (a crashed holder). It lives in `lockDir`, never in a public folder, named after the dest path.
+ */
+export const STALE_MS = 10_000;
+
+export type Release = () => Promise<void>;
+
+export function lockPath(lockDir: string, dest: string): string {
+  return join(lockDir, `${createHash('sha256').update(dest).digest('hex').slice(0, 16)}.lock`);
+}
+
+/**
+ * Takes the lock for `dest`, retrying until `timeoutMs`.
+ * @throws UploadSyncError `ELOCKED` when another process holds it that long; `ERR_ABORTED` on abort.
+ */
+export async function acquireLock(
+  lockDir: string,
+  dest: string,
+  timeoutMs: number,
+  { signal, onCompromised }: { signal?: AbortSignal | undefined; onCompromised: (err: Error) => void },
+): Promise<Release> {
+  await mkdir(lockDir, { recursive: true });
+  const path = lockPath(lockDir, dest);
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 0; ; attempt++) {
+    if (signal?.aborted) throw new UploadSyncError('ERR_ABORTED', 'Aborted while waiting for the sync lock');
+    try {
+      const release = await lockfile.lock(dest, {
+        lockfilePath: path,
+        realpath: false,
+        stale: STALE_MS,
+        retries: 0,
+        onCompromised,
+      });
+      return async () => {
+        try {
+          await release();
+        } catch (err) {
+          // Already released or taken over (compromised): nothing of ours to remove.
+          if (errorCode(err) !== 'ERELEASED' && errorCode(err) !== 'ENOTACQUIRED') throw err;
+        }
+      };
+    } catch (err) {
+      if (errorCode(err) !== 'ELOCKED') throw err;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new UploadSyncError(
+          'ELOCKED',
+          `Another upload-sync run held the lock ${path} for more than ${timeoutMs} ms (a crashed holder is taken over after ${STALE_MS / 1000} s)`,
+          { path, cause: err },
+        );
+      }
+      // Short waits first (the usual holder is a millisecond-long targeted sync), then up to 250 ms.
+      const wait = Math.min(left, 10 * 2 ** Math.min(attempt, 5), 250) * (0.75 + Math.random() / 2);
+      await delay(wait, undefined, { signal }).catch(() => undefined);
+    }
+  }
+}

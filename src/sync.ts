@@ -1,0 +1,472 @@
+import { chmod, lstat, mkdir, realpath, rmdir, stat, unlink } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { isCurrent } from './compare.js';
+import { isInside, resolveConfig, type ResolvedConfig } from './config.js';
+import { UploadSyncError, errorCode, errorMessage } from './errors.js';
+import { isSyncablePath, toPosix } from './filter.js';
+import { acquireLock, type Release } from './lock.js';
+import { createLog, formatBytes, type RunLog } from './log.js';
+import type { SyncErrorEntry, SyncOptions, SyncResult } from './options.js';
+import { publish } from './publish.js';
+import { fileInfo, walk, type FileInfo, type Listing } from './walk.js';
+
+/**
+ * Mirrors the canonical uploads folder into the standalone output: the whole tree, or only
+ * `files` (targeted). Never rejects: every failure is in the result.
+ *
+ * Calls in one process coalesce: a call made while a run for the same dest is going is served by
+ * one follow-up run (targeted calls merge their lists). Runs across processes are serialized by a
+ * lock file outside the public folders.
+ */
+export async function syncUploads(options: SyncOptions = {}): Promise<SyncResult> {
+  const started = performance.now();
+  let config: ResolvedConfig;
+  let files: string[] | null;
+  try {
+    config = resolveConfig(options);
+    files = validateFiles(options.files);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+      throw new UploadSyncError('ERR_CONFIG', 'Invalid option `signal`: expected an AbortSignal');
+    }
+  } catch (err) {
+    return { ...emptyResult(Boolean(options?.dryRun)), status: 'failed', errors: [toEntry('', err)], durationMs: elapsed(started) };
+  }
+  if (!config.enabled && !config.force) {
+    createLog('sync', null, null).info('Sync disabled by the environment (set NODE_ENV=production or ENABLE_UPLOAD_SYNC=true, or pass force)');
+    return { ...emptyResult(config.dryRun), status: 'disabled', durationMs: elapsed(started) };
+  }
+  return schedule(config, files, options.signal);
+}
+
+function validateFiles(files: unknown): string[] | null {
+  if (files === undefined) return null;
+  if (!Array.isArray(files)) throw new UploadSyncError('ERR_CONFIG', `Invalid option \`files\`: expected an array of paths, got ${typeof files}`);
+  return files as string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coalescing: one queue per dest in this process.
+
+interface Pending {
+  key: string;
+  config: ResolvedConfig;
+  /** `null`: a full run. */
+  files: Set<unknown> | null;
+  signal: AbortSignal | undefined;
+  promise: Promise<SyncResult>;
+  resolve: (result: SyncResult) => void;
+}
+
+interface Queue {
+  running: boolean;
+  waiting: Pending[];
+}
+
+const queues = new Map<string, Queue>();
+
+/** Everything that changes what a run does, but the file list. Runs with equal keys can merge. */
+function runKey(c: ResolvedConfig): string {
+  return JSON.stringify([c.source, c.dest, c.extensions && [...c.extensions], c.strategy, c.delete, c.dryRun, c.fileMode, c.dirMode, c.concurrency, c.logFile, c.lockDir, c.lockTimeoutMs]);
+}
+
+function schedule(config: ResolvedConfig, files: string[] | null, signal: AbortSignal | undefined): Promise<SyncResult> {
+  let queue = queues.get(config.dest);
+  if (!queue) queues.set(config.dest, (queue = { running: false, waiting: [] }));
+  const key = runKey(config);
+  const last = queue.waiting[queue.waiting.length - 1];
+  // A caller with its own signal or logger keeps its own run, so an abort or a log never crosses callers.
+  if (last && last.key === key && last.config.logger === config.logger && last.signal === undefined && signal === undefined) {
+    if (files === null) last.files = null;
+    else if (last.files !== null) for (const f of files) last.files.add(f);
+    return last.promise;
+  }
+  let resolvePending!: (r: SyncResult) => void;
+  const promise = new Promise<SyncResult>((r) => (resolvePending = r));
+  queue.waiting.push({ key, config, files: files && new Set(files), signal, promise, resolve: resolvePending });
+  if (!queue.running) void drain(config.dest, queue);
+  return promise;
+}
+
+async function drain(dest: string, queue: Queue): Promise<void> {
+  queue.running = true;
+  while (queue.waiting.length > 0) {
+    const next = queue.waiting.shift()!;
+    next.resolve(await new SyncRun(next.config, next.files && [...next.files], next.signal).run());
+  }
+  queue.running = false;
+  queues.delete(dest);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One run.
+
+function emptyResult(dryRun: boolean): SyncResult {
+  return { status: 'ok', dryRun, copied: [], updated: [], deleted: [], unchanged: 0, errors: [], bytes: 0, durationMs: 0 };
+}
+
+const elapsed = (since: number) => Math.round((performance.now() - since) * 100) / 100;
+
+function toEntry(path: string, err: unknown): SyncErrorEntry {
+  return { path, code: errorCode(err), message: errorMessage(err) };
+}
+
+type Op = { kind: 'copy'; rel: string; src: FileInfo; update: boolean } | { kind: 'delete'; rel: string };
+
+class SyncRun {
+  private readonly result: SyncResult;
+  private readonly log: RunLog;
+  private readonly started = performance.now();
+  /** Files handled without error (synced, unchanged, or skipped as gone): decides `partial` vs `failed`. */
+  private done = 0;
+  private fatal = false;
+  /** Dest folders checked or created in this run (a promise each, so concurrent copies share one mkdir). */
+  private readonly destDirs = new Map<string, Promise<void>>();
+  /** Source folder modes, for folders the run creates in dest. */
+  private readonly sourceDirModes = new Map<string, number>();
+  private sourceReal = '';
+
+  constructor(
+    private readonly config: ResolvedConfig,
+    private readonly files: unknown[] | null,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.result = emptyResult(config.dryRun);
+    this.log = createLog('sync', config.logFile, config.logger);
+  }
+
+  async run(): Promise<SyncResult> {
+    const { config, log } = this;
+    const what = this.files === null ? 'full' : `${this.files.length} path${this.files.length === 1 ? '' : 's'}`;
+    log.info(`Sync started${config.dryRun ? ' (dry run)' : ''}: ${config.source} -> ${config.dest} (${what})`);
+    let release: Release | undefined;
+    try {
+      if (this.signal?.aborted) throw new UploadSyncError('ERR_ABORTED', 'Sync aborted before it started');
+      this.sourceReal = await this.checkSource();
+      if (!config.dryRun) {
+        release = await acquireLock(config.lockDir, config.dest, config.lockTimeoutMs, {
+          signal: this.signal,
+          onCompromised: (err) => log.warn(`Sync lock taken over by another process (${err.message}); finishing this run`),
+        });
+        await this.ensureDestRoot();
+      }
+      const ops = this.files === null ? await this.planSubtree('') : await this.planTargeted(this.files);
+      await this.execute(ops);
+    } catch (err) {
+      this.fatal = true;
+      this.fail('', err);
+    } finally {
+      await release?.().catch((err) => log.warn(`Could not release the sync lock: ${errorMessage(err)}`));
+    }
+    return this.finish();
+  }
+
+  private fail(path: string, err: unknown): void {
+    const entry = toEntry(path, err);
+    this.result.errors.push(entry);
+    this.log.error(`${path === '' ? 'Sync failed' : `Failed ${path}`}: ${entry.code}: ${entry.message}`);
+  }
+
+  private async finish(): Promise<SyncResult> {
+    const r = this.result;
+    if (this.signal?.aborted && !r.errors.some((e) => e.code === 'ERR_ABORTED')) {
+      r.errors.push({ path: '', code: 'ERR_ABORTED', message: 'Sync aborted; files not yet started were left for the next run' });
+    }
+    r.copied.sort();
+    r.updated.sort();
+    r.deleted.sort();
+    r.errors.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const handled = this.done + r.copied.length + r.updated.length + r.deleted.length;
+    r.status = r.errors.length === 0 ? 'ok' : this.fatal || handled === 0 ? 'failed' : 'partial';
+    r.durationMs = elapsed(this.started);
+    const summary = `Sync ${r.status}${r.dryRun ? ' (dry run)' : ''}: ${r.copied.length} copied, ${r.updated.length} updated, ${r.deleted.length} deleted, ${r.unchanged} unchanged, ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}, ${formatBytes(r.bytes)} in ${Math.round(r.durationMs)} ms`;
+    if (r.status === 'ok') this.log.info(summary);
+    else this.log.error(summary);
+    await this.log.flush();
+    return r;
+  }
+
+  private async checkSource(): Promise<string> {
+    const { source } = this.config;
+    let st;
+    try {
+      st = await stat(source);
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw err;
+    }
+    if (!st?.isDirectory()) {
+      throw new UploadSyncError('ERR_SOURCE_MISSING', `Source folder ${source} ${st ? 'is not a folder' : 'does not exist'}; create it, or set UPLOAD_SYNC_SOURCE / \`source\``, { path: source });
+    }
+    return realpath(source);
+  }
+
+  private async ensureDestRoot(): Promise<void> {
+    const { dest, dirMode } = this.config;
+    const st = await lstat(dest).catch((err) => (errorCode(err) === 'ENOENT' ? null : Promise.reject(err)));
+    if (st === null) {
+      await mkdir(dest, { recursive: true });
+      await chmod(dest, dirMode ?? (await stat(this.config.source)).mode & 0o7777);
+    } else if (!st.isDirectory()) {
+      throw new UploadSyncError('ERR_TYPE_CONFLICT', `Dest ${dest} exists and is not a folder`, { path: dest });
+    } else if (dirMode !== null && (st.mode & 0o7777) !== dirMode) {
+      await chmod(dest, dirMode);
+    }
+    this.destDirs.set('', Promise.resolve());
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Planning: compare source and dest, decide what to copy and what to delete.
+
+  /** Compares a subtree ('' for the whole tree) of both sides. */
+  private async planSubtree(prefix: string): Promise<Op[]> {
+    const { config } = this;
+    const onSkippedLink = (rel: string, reason: string) => this.log.warn(`Skipped symlink ${rel}: ${reason}`);
+    const src = await walk(config.source, prefix, { extensions: config.extensions, sourceReal: this.sourceReal, onSkippedLink, signal: this.signal });
+    const dst = await walk(config.dest, prefix, { extensions: config.extensions, signal: this.signal });
+    for (const e of src.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
+    for (const e of dst.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
+    for (const [rel, mode] of src.dirs) this.sourceDirModes.set(rel, mode);
+
+    const ops: Op[] = [];
+    for (const [rel, info] of src.files) {
+      const existing = dst.files.get(rel);
+      if (dst.symlinks.has(rel)) this.refuseDestSymlink(rel);
+      else if (dst.dirs.has(rel)) this.fail(rel, new UploadSyncError('ERR_TYPE_CONFLICT', 'A folder in dest has this file\'s name; remove or rename it'));
+      else if (existing === undefined) ops.push({ kind: 'copy', rel, src: info, update: false });
+      else if (!isCurrent(info, existing)) ops.push({ kind: 'copy', rel, src: info, update: true });
+      else await this.keep(rel, existing);
+    }
+    // Folders of the source (empty ones too) exist in the mirror, as `rsync -a` leaves them.
+    if (!config.dryRun) {
+      for (const rel of src.dirs.keys()) {
+        const mode = dst.dirs.get(rel);
+        if (mode === undefined || (config.dirMode !== null && mode !== config.dirMode)) {
+          await this.ensureDestDir(rel).catch((err) => this.fail(rel, err));
+        }
+      }
+    }
+    if (config.delete) {
+      const underUnreadable = (rel: string) => src.unreadable.some((dir) => dir === '' || rel === dir || rel.startsWith(`${dir}/`));
+      for (const rel of dst.files.keys()) {
+        if (!src.files.has(rel) && !underUnreadable(rel)) ops.push({ kind: 'delete', rel });
+      }
+      this.emptyDirsToRemove.push(...[...dst.dirs.keys()].filter((rel) => rel !== '' && !src.dirs.has(rel) && !underUnreadable(rel)));
+      if (prefix !== '' && !src.dirs.has(prefix)) this.emptyDirsToRemove.push(prefix);
+    }
+    return ops;
+  }
+
+  /** Dest folders the source no longer has: removed after the deletions if they are then empty. */
+  private emptyDirsToRemove: string[] = [];
+
+  private refuseDestSymlink(rel: string): void {
+    this.fail(rel, new UploadSyncError('ERR_DEST_SYMLINK', 'Dest holds a symlink at this path; symlinks in dest are never followed or replaced, remove it to sync this file'));
+  }
+
+  /** An unchanged file: counted, and its mode corrected when `fileMode` asks for another. */
+  private async keep(rel: string, existing: FileInfo): Promise<void> {
+    this.result.unchanged++;
+    const { fileMode, dryRun, strategy } = this.config;
+    if (fileMode !== null && !dryRun && strategy === 'copy' && existing.mode !== fileMode) {
+      await chmod(join(this.config.dest, rel), fileMode).catch((err) => this.fail(rel, err));
+    }
+  }
+
+  /** Targeted mode: only the given paths, no walk (but of a folder that is given). */
+  private async planTargeted(entries: unknown[]): Promise<Op[]> {
+    const ops: Op[] = [];
+    const seen = new Set<string>();
+    for (const entry of entries) {
+      const rel = this.targetRel(entry);
+      if (rel === null || seen.has(rel)) continue;
+      seen.add(rel);
+      if (rel === '') {
+        ops.push(...(await this.planSubtree('')));
+        continue;
+      }
+      try {
+        ops.push(...(await this.planOne(rel)));
+      } catch (err) {
+        this.fail(rel, err);
+      }
+    }
+    return ops;
+  }
+
+  /** A `files` entry as a `/`-separated path relative to source, or `null` after reporting why not. */
+  private targetRel(entry: unknown): string | null {
+    const shown = typeof entry === 'string' ? entry : String(entry);
+    if (typeof entry !== 'string' || entry === '' || entry.includes('\0')) {
+      this.fail(shown, new UploadSyncError('ERR_INVALID_PATH', `Invalid entry in \`files\`: expected a non-empty path without NUL bytes, got ${JSON.stringify(entry) ?? shown}`));
+      return null;
+    }
+    const abs = isAbsolute(entry) ? resolve(entry) : resolve(this.config.source, entry);
+    if (abs !== this.config.source && !isInside(abs, this.config.source)) {
+      this.fail(entry, new UploadSyncError('ERR_OUTSIDE', `Path resolves outside the source folder ${this.config.source}; nothing was written for it`));
+      return null;
+    }
+    return toPosix(relative(this.config.source, abs));
+  }
+
+  private async planOne(rel: string): Promise<Op[]> {
+    const { config } = this;
+    const srcPath = join(config.source, rel);
+    let st;
+    try {
+      st = await lstat(srcPath);
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT' && errorCode(err) !== 'ENOTDIR') throw err;
+    }
+    if (st?.isDirectory()) {
+      if (!isSyncablePath(rel, null)) return [];
+      await this.checkInsideSource(rel, srcPath);
+      return this.planSubtree(rel);
+    }
+    if (!isSyncablePath(rel, config.extensions)) {
+      this.done++; // filtered out: skipped by design, not refused
+      return [];
+    }
+    if (st === undefined) return this.planGone(rel);
+    await this.checkInsideSource(rel, srcPath);
+    if (st.isSymbolicLink()) {
+      const target = await stat(srcPath).catch(() => null);
+      if (!target?.isFile()) {
+        this.log.warn(`Skipped symlink ${rel}: it does not point to a file`);
+        this.done++;
+        return [];
+      }
+      st = target;
+    } else if (!st.isFile()) {
+      this.done++;
+      return [];
+    }
+    const info = fileInfo(st);
+    const destPath = join(config.dest, rel);
+    const existing = await lstat(destPath).catch((err) => (errorCode(err) === 'ENOENT' || errorCode(err) === 'ENOTDIR' ? null : Promise.reject(err)));
+    if (existing === null) return [{ kind: 'copy', rel, src: info, update: false }];
+    if (existing.isSymbolicLink()) {
+      this.refuseDestSymlink(rel);
+      return [];
+    }
+    if (!existing.isFile()) throw new UploadSyncError('ERR_TYPE_CONFLICT', 'A folder in dest has this file\'s name; remove or rename it');
+    const current = fileInfo(existing);
+    if (isCurrent(info, current)) {
+      await this.keep(rel, current);
+      return [];
+    }
+    return [{ kind: 'copy', rel, src: info, update: true }];
+  }
+
+  /** A targeted path that no longer exists in source: mirrored as a deletion with `delete`, else skipped. */
+  private async planGone(rel: string): Promise<Op[]> {
+    this.done++;
+    if (!this.config.delete) return [];
+    const existing = await lstat(join(this.config.dest, rel)).catch(() => null);
+    if (existing?.isFile()) return [{ kind: 'delete', rel }];
+    if (existing?.isDirectory()) return this.planSubtree(rel);
+    return [];
+  }
+
+  /** Refuses a path whose real location (after symlinked folders) is outside the source. */
+  private async checkInsideSource(rel: string, srcPath: string): Promise<void> {
+    const real = await realpath(srcPath);
+    if (real !== this.sourceReal && !isInside(real, this.sourceReal)) {
+      throw new UploadSyncError('ERR_OUTSIDE', `${rel} resolves through a symlink to ${real}, outside the source folder; nothing was written for it`);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Execution.
+
+  private async execute(ops: Op[]): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < ops.length && !this.signal?.aborted) {
+        const op = ops[next++]!;
+        try {
+          if (op.kind === 'copy') await this.copy(op.rel, op.src, op.update);
+          else await this.remove(op.rel);
+        } catch (err) {
+          this.fail(op.rel, err);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.config.concurrency, ops.length) }, worker));
+    if (!this.signal?.aborted) await this.removeEmptyDirs();
+  }
+
+  private async copy(rel: string, src: FileInfo, update: boolean): Promise<void> {
+    const { config } = this;
+    if (!config.dryRun) {
+      await this.ensureDestDir(parentOf(rel));
+      await publish(join(config.source, rel), join(config.dest, rel), { strategy: config.strategy, fileMode: config.fileMode, expected: src });
+    }
+    (update ? this.result.updated : this.result.copied).push(rel);
+    this.result.bytes += src.size;
+    this.log.info(`${update ? 'Updated' : 'Copied'} ${rel} (${formatBytes(src.size)})`);
+  }
+
+  /** Removes one mirrored file, checking it again at the moment of deletion. */
+  private async remove(rel: string): Promise<void> {
+    const { config } = this;
+    // Back in source since the listing (a fresh upload with that name)? Then it is not an orphan.
+    const back = await lstat(join(config.source, rel)).then(() => true, () => false);
+    if (back) return;
+    const destPath = join(config.dest, rel);
+    const st = await lstat(destPath).catch(() => null);
+    if (!st?.isFile()) return; // gone already, or now a symlink or folder: never ours to remove
+    if (!config.dryRun) await unlink(destPath).catch((err) => (errorCode(err) === 'ENOENT' ? undefined : Promise.reject(err)));
+    this.result.deleted.push(rel);
+    this.log.info(`Deleted ${rel}`);
+  }
+
+  private async removeEmptyDirs(): Promise<void> {
+    if (this.config.dryRun) return;
+    // Deepest first, so a folder emptied by its children's removal goes too.
+    const dirs = this.emptyDirsToRemove.sort((a, b) => b.split('/').length - a.split('/').length);
+    for (const rel of dirs) {
+      if (await lstat(join(this.config.source, rel)).then(() => true, () => false)) continue;
+      try {
+        await rmdir(join(this.config.dest, rel));
+        this.log.info(`Removed empty folder ${rel}`);
+      } catch (err) {
+        // Not empty (it holds files the filter keeps out, dotfiles or symlinks), or gone: keep it.
+        if (!['ENOTEMPTY', 'EEXIST', 'ENOENT', 'ENOTDIR'].includes(errorCode(err))) this.fail(rel, err);
+      }
+    }
+  }
+
+  /** Makes sure dest/rel is a real folder, creating it (and its parents) with the source's or the configured mode. */
+  private ensureDestDir(rel: string): Promise<void> {
+    let pending = this.destDirs.get(rel);
+    if (!pending) {
+      pending = (async () => {
+        if (rel !== '') await this.ensureDestDir(parentOf(rel));
+        const abs = join(this.config.dest, rel);
+        const st = await lstat(abs).catch((err) => (errorCode(err) === 'ENOENT' ? null : Promise.reject(err)));
+        const { dirMode } = this.config;
+        if (st === null) {
+          await mkdir(abs).catch((err) => (errorCode(err) === 'EEXIST' ? undefined : Promise.reject(err)));
+          await chmod(abs, dirMode ?? (await this.sourceDirMode(rel)));
+        } else if (st.isSymbolicLink()) {
+          throw new UploadSyncError('ERR_DEST_SYMLINK', `Dest folder ${rel} is a symlink; symlinks in dest are never followed, remove it to sync into it`);
+        } else if (!st.isDirectory()) {
+          throw new UploadSyncError('ERR_TYPE_CONFLICT', `Dest has a file where the source has the folder ${rel}; remove or rename it`);
+        } else if (dirMode !== null && (st.mode & 0o7777) !== dirMode) {
+          await chmod(abs, dirMode);
+        }
+      })();
+      this.destDirs.set(rel, pending);
+    }
+    return pending;
+  }
+
+  private async sourceDirMode(rel: string): Promise<number> {
+    return this.sourceDirModes.get(rel) ?? (await stat(join(this.config.source, rel))).mode & 0o7777;
+  }
+}
+
+const parentOf = (rel: string) => {
+  const i = rel.lastIndexOf('/');
+  return i === -1 ? '' : rel.slice(0, i);
+};
