@@ -15,6 +15,7 @@ export default defineConfig([
     platform: 'node',
     sourcemap: false,
     splitting: false,
+    removeNodeProtocol: false,
     define,
   },
   {
@@ -24,6 +25,7 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     banner: { js: '#!/usr/bin/env node' },
+    removeNodeProtocol: false,
     define,
   },
 ]);

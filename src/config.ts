@@ -201,12 +201,12 @@ function checkPaths(source: string, dest: string, lockDir: string): void {
     throw new UploadSyncError('ERR_CONFIG', message);
   };
   const [src, dst, lock] = [canonical(source), canonical(dest), canonical(lockDir)];
-  if (src === dst) refuse(`Refusing to sync: source and dest are the same folder (${source})`);
-  if (isInside(dst, src)) refuse(`Refusing to sync: dest (${dest}) is inside source (${source}); it would copy itself`);
-  if (isInside(src, dst)) refuse(`Refusing to sync: source (${source}) is inside dest (${dest}); deletions would reach it`);
   if (parse(dst).root === dst) refuse(`Refusing to use a filesystem root as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
   const home = canonical(homedir());
   if (dst === home) refuse(`Refusing to use the home folder as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
+  if (src === dst) refuse(`Refusing to sync: source and dest are the same folder (${source})`);
+  if (isInside(dst, src)) refuse(`Refusing to sync: dest (${dest}) is inside source (${source}); it would copy itself`);
+  if (isInside(src, dst)) refuse(`Refusing to sync: source (${source}) is inside dest (${dest}); deletions would reach it`);
   for (const [name, folder] of [['source', src], ['dest', dst]] as const) {
     if (lock === folder || isInside(lock, folder)) {
       refuse(`Refusing a lock folder inside ${name} (${lockDir}): set \`lockDir\` or UPLOAD_SYNC_LOCK_DIR outside the uploads folders`);
