@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
 import { syncUploads, type SyncResult } from '../src/index.js';
 import { sameMtime } from '../src/compare.js';
-import { exists, readTree, tempFiles, tempProject, writeTree } from './helpers.js';
+import lockfile from 'proper-lockfile';
+import { lockPath } from '../src/lock.js';
+import { exists, readTree, run, tempFiles, tempProject, writeTree } from './helpers.js';
 
 let p: ReturnType<typeof tempProject>;
 beforeEach(() => {
@@ -116,6 +118,27 @@ describe('full mode', () => {
     expect(s.nlink).toBe(2);
     expect(await sync({ strategy: 'hardlink' })).toMatchObject({ copied: [], updated: [], unchanged: 1 });
     expect(await tempFiles(p.dest)).toEqual([]);
+  });
+
+  // /dev/shm is a tmpfs on Linux, another filesystem than the temp folder: link() fails with EXDEV there.
+  const onLinux = process.platform === 'linux' ? test : test.skip;
+  onLinux('hardlink across filesystems falls back to a copy', async () => {
+    const { mkdtemp } = await import('node:fs/promises');
+    const shm = await mkdtemp('/dev/shm/upload-sync-');
+    try {
+      const source = join(shm, 'uploads');
+      await writeTree(source, { 'x/a.mp3': 'across devices' });
+      expect((await stat(shm)).dev).not.toBe((await stat(p.root)).dev);
+      const r = await sync({ source, strategy: 'hardlink' });
+      expect(r).toMatchObject({ status: 'ok', copied: ['x/a.mp3'] });
+      const [s, d] = await Promise.all([stat(join(source, 'x/a.mp3')), stat(join(p.dest, 'x/a.mp3'))]);
+      expect(d.ino === s.ino && d.dev === s.dev).toBe(false);
+      expect(sameMtime(s.mtimeMs, d.mtimeMs)).toBe(true);
+      expect(await readFile(join(p.dest, 'x/a.mp3'), 'utf8')).toBe('across devices');
+      expect(await tempFiles(p.dest)).toEqual([]);
+    } finally {
+      await rm(shm, { recursive: true, force: true });
+    }
   });
 
   test('dryRun reports what would change and writes nothing', async () => {
@@ -372,5 +395,64 @@ describe('sameMtime: within 1 ms, or the coarser granularity of the dest filesys
     [1_700_000_000_000, 1_700_000_000_500, false],
   ])('sameMtime(%d, %d) = %s', (src, dest, expected) => {
     expect(sameMtime(src, dest)).toBe(expected);
+  });
+});
+
+describe('one folder, two spellings', () => {
+  test('a symlinked project path shares the lock of the real path', async () => {
+    await writeTree(p.source, { 'a.mp3': 'a' });
+    const alias = join(p.root, '..', `${p.root.split('/').pop()}-alias`);
+    await symlink(p.root, alias);
+    const lockDir = join(p.root, 'locks');
+    await mkdir(lockDir, { recursive: true });
+    const release = await lockfile.lock(p.dest, { lockfilePath: lockPath(lockDir, p.dest), realpath: false });
+    try {
+      const viaAlias = await syncUploads({ root: alias, force: true, lockDir, lockTimeoutMs: 300 });
+      expect(viaAlias.errors.map((e) => e.code)).toEqual(['ELOCKED']);
+    } finally {
+      await release();
+      await rm(alias);
+    }
+  });
+
+  test('an absolute files entry through a symlinked path to the source is inside', async () => {
+    await writeTree(p.source, { 'a.mp3': 'a' });
+    const alias = `${p.root}-alias`;
+    await symlink(p.root, alias);
+    try {
+      const r = await sync({ files: [join(alias, 'public', 'uploads', 'a.mp3')] });
+      expect(r).toMatchObject({ status: 'ok', copied: ['a.mp3'] });
+    } finally {
+      await rm(alias);
+    }
+  });
+});
+
+describe('temp files of a sync that died', () => {
+  test('a full sync removes temp files whose process is gone, and keeps a live one\'s', async () => {
+    await writeTree(p.source, { 'a.mp3': 'a' });
+    // A pid that surely is not running: a child that has exited.
+    const child = await run(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+    const deadPid = Number(child.stdout);
+    const dead = `.upload-sync-${deadPid.toString(36)}-0123456789ab.tmp`;
+    const live = `.upload-sync-${process.pid.toString(36)}-ba9876543210.tmp`;
+    const notOurs = '.upload-sync-something-else.tmp';
+    await writeTree(p.dest, { [dead]: 'half a song', [`album/${dead}`]: 'half', [live]: 'being written', [notOurs]: '?' });
+    const lines: string[] = [];
+    const r = await sync({ logger: { info: (m) => lines.push(m), warn() {}, error() {} } });
+    expect(r.status).toBe('ok');
+    expect(await exists(join(p.dest, dead))).toBe(false);
+    expect(await exists(join(p.dest, 'album', dead))).toBe(false);
+    expect(await exists(join(p.dest, live))).toBe(true);
+    expect(await exists(join(p.dest, notOurs))).toBe(true);
+    expect(lines).toContainEqual(expect.stringContaining(`temp file of a sync that died (pid ${deadPid})`));
+  });
+
+  test('a dry run leaves them alone', async () => {
+    await writeTree(p.source, { 'a.mp3': 'a' });
+    const dead = '.upload-sync-zzzzzz-0123456789ab.tmp';
+    await writeTree(p.dest, { [dead]: 'half' });
+    await sync({ dryRun: true });
+    expect(await exists(join(p.dest, dead))).toBe(true);
   });
 });

@@ -175,7 +175,7 @@ export function resolveRoot(cwd: string, envRoot?: string): string {
 }
 
 /** The path with symlinks of its existing part resolved, so aliases of one folder compare equal. */
-function canonical(p: string): string {
+export function canonical(p: string): string {
   let existing = p;
   const rest: string[] = [];
   for (;;) {

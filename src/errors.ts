@@ -4,12 +4,21 @@ export type UploadSyncErrorCode =
   | 'ERR_OUTSIDE'
   | 'ERR_INVALID_PATH'
   | 'ERR_SOURCE_MISSING'
+  | 'ERR_SOURCE_EMPTY'
+  | 'ERR_MAX_DELETE'
   | 'ERR_DEST_SYMLINK'
   | 'ERR_TYPE_CONFLICT'
   | 'ERR_CHANGED'
+  | 'ERR_TOO_LARGE'
+  | 'ERR_TYPE'
+  | 'ERR_INVALID_NAME'
+  | 'ERR_EXISTS'
   | 'ERR_ABORTED'
   | 'ELOCKED'
   | 'ERR_LOCK_COMPROMISED';
+
+/** Marks our errors across bundles: `upload-sync` and `upload-sync/next` (ESM and CJS) each carry a copy of the class. */
+const BRAND = Symbol.for('upload-sync.UploadSyncError');
 
 /** Every error this library raises or reports carries a stable `code` and, where one is involved, a `path`. */
 export class UploadSyncError extends Error {
@@ -21,6 +30,13 @@ export class UploadSyncError extends Error {
     this.name = 'UploadSyncError';
     this.code = code;
     this.path = options?.path;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  /** `instanceof` holds for an error made by any copy of the class (an app may import both entries). */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== UploadSyncError) return Function.prototype[Symbol.hasInstance].call(this, value); // a subclass: the usual rule
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
   }
 }
 

@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import lockfile from 'proper-lockfile';
+import { canonical } from './config.js';
 import { UploadSyncError, errorCode } from './errors.js';
 
 /**
@@ -14,8 +15,9 @@ export const STALE_MS = 10_000;
 
 export type Release = () => Promise<void>;
 
+/** Named after dest's real path, so processes that reach one folder through different symlinks share a lock. */
 export function lockPath(lockDir: string, dest: string): string {
-  return join(lockDir, `${createHash('sha256').update(dest).digest('hex').slice(0, 16)}.lock`);
+  return join(lockDir, `${createHash('sha256').update(canonical(dest)).digest('hex').slice(0, 16)}.lock`);
 }
 
 /**

@@ -96,10 +96,25 @@ export interface SyncOptions extends CommonOptions {
   concurrency?: number;
   /** Stops starting new copies; the run resolves with what was done and an `ERR_ABORTED` error entry. */
   signal?: AbortSignal;
+  /**
+   * Called as the run advances: once the copies are planned, then after each file copied (or
+   * failed). For progress bars; a call that throws is ignored. A call with its own `onProgress`
+   * gets a run of its own (it is not merged with other callers').
+   */
+  onProgress?: (progress: SyncProgress) => void;
 }
 
-/** Options of `createWatcher` (all of `SyncOptions` but `files`, `dryRun` and `signal`). */
-export interface WatcherOptions extends Omit<SyncOptions, 'files' | 'dryRun' | 'signal'> {
+/** How far a run's copies have got (deletions are not counted). */
+export interface SyncProgress {
+  filesDone: number;
+  filesTotal: number;
+  /** Bytes of the files done (copied, or that failed). */
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+/** Options of `createWatcher` (all of `SyncOptions` but `files`, `dryRun`, `signal` and `onProgress`). */
+export interface WatcherOptions extends Omit<SyncOptions, 'files' | 'dryRun' | 'signal' | 'onProgress'> {
   /** A path is synced once its size and mtime have been stable this long. @default env `UPLOAD_SYNC_STABLE_MS`, else 1000 */
   stableMs?: number;
   /** Batch the changes of this window into one targeted sync. @default env `UPLOAD_SYNC_DEBOUNCE_MS`, else 200 */
@@ -150,4 +165,126 @@ export interface SyncResult {
   /** Bytes written (or that would be written, in a dry run). */
   bytes: number;
   durationMs: number;
+}
+
+/** What `cleanupOld` did. It never rejects: every failure is in here. */
+export interface CleanupResult {
+  /**
+   * `partial`: some files could not be removed, or `maxDelete` stopped the run (the rest are
+   * `ERR_MAX_DELETE` entries); `failed`: nothing could be done (bad config, `ERR_SOURCE_EMPTY`,
+   * lock not obtained); `disabled`: the env turns sync off and `force` was not given.
+   */
+  status: 'ok' | 'partial' | 'failed' | 'disabled';
+  dryRun: boolean;
+  /** Files removed (or that would be, in a dry run): relative to dest, `/`-separated, sorted. Folders are not listed. */
+  removed: string[];
+  /** Files looked at and left in place: still wanted, too recent, over the cap, or failed. */
+  kept: number;
+  /** Sum of the sizes of the removed files. */
+  bytesFreed: number;
+  errors: SyncErrorEntry[];
+  durationMs: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// `upload-sync/next`
+
+/** The second argument Next.js passes a route handler (`params` is a promise since Next 15). */
+export interface UploadsRouteContext {
+  params?: unknown;
+}
+
+/** A route handler: Web `Request` in, Web `Response` out. */
+export type UploadsRouteHandler = (request: Request, context?: UploadsRouteContext) => Promise<Response>;
+
+/** What `createUploadsRoute` returns: export both from `app/uploads/[...path]/route.ts`. */
+export interface UploadsRoute {
+  GET: UploadsRouteHandler;
+  HEAD: UploadsRouteHandler;
+}
+
+/** Options of `createUploadsRoute`. */
+export interface UploadsRouteOptions extends Pick<CommonOptions, 'root' | 'source' | 'dest' | 'extensions' | 'logger' | 'logFile'> {
+  /**
+   * Where the route is mounted, as it appears in the URL. Unset, the route finds the file path from
+   * Next's `params.path` and the raw URL, so it works in any folder and under a `basePath`; a
+   * request without such params falls back to `/uploads`.
+   * @example '/media'
+   */
+  urlPrefix?: string;
+  /**
+   * The `Cache-Control` of files (and 304s). `no-transform` is always added (it keeps Next's
+   * gzip off partial responses); `false` sends `no-transform` alone.
+   * @default 'public, max-age=0' (caches revalidate with the ETag: a cheap 304)
+   */
+  cacheControl?: string | false;
+  /** Serve from the mirror when the source folder lacks the file. @default true */
+  fallbackToDest?: boolean;
+  /**
+   * Content types by extension, over the built-in table (mime-db with audio fixes).
+   * @example { webm: 'video/webm' }
+   */
+  contentTypes?: Record<string, string>;
+  /**
+   * Extra headers on every file response.
+   * @example { 'Content-Security-Policy': "sandbox" }
+   */
+  headers?: Record<string, string>;
+}
+
+/** What `saveUpload` accepts: a `File`/`Blob` (from `request.formData()`), a web `ReadableStream`, bytes, or an async iterable of bytes (a Node stream). */
+export type UploadInput = Blob | ReadableStream<Uint8Array> | Uint8Array | ArrayBuffer | AsyncIterable<Uint8Array>;
+
+/** Options of `saveUpload`: where and how to save, plus the sync options used for the upload's targeted sync. */
+export interface SaveUploadOptions
+  extends Pick<SyncOptions, 'root' | 'source' | 'dest' | 'force' | 'extensions' | 'logger' | 'logFile' | 'lockDir' | 'lockTimeoutMs' | 'strategy' | 'fileMode' | 'dirMode'> {
+  /**
+   * The file name to save under: a name, never a path (no `/`, `\`, `..`, NUL, dotfile; at most 255
+   * bytes), else `ERR_INVALID_NAME`.
+   * @default a random id plus the original name's extension (`3f2c…e1.mp3`)
+   */
+  name?: string;
+  /**
+   * A subfolder of the source, `/`-separated, each part checked like `name`; created if missing.
+   * @example 'albums/2024'
+   */
+  folder?: string;
+  /**
+   * The client's file name, for its extension when `name` is not given.
+   * @default `file.name` for a `File`
+   */
+  originalName?: string;
+  /**
+   * Largest upload in bytes, checked while the bytes arrive; over it: `ERR_TOO_LARGE`, nothing kept.
+   * @default Infinity
+   */
+  maxBytes?: number;
+  /**
+   * Allowed types, judged by the final name's extension: extensions (`'mp3'`), media types
+   * (`'audio/mpeg'`, `'audio/*'`) or the `'audio'` preset; an array or a comma list. Else `ERR_TYPE`.
+   * @default every type the extension filter (`extensions`) lets through
+   */
+  allowedTypes?: readonly string[] | string;
+  /** Replace a file of the same name (else `ERR_EXISTS`). @default false */
+  overwrite?: boolean;
+  /** The URL the uploads route is mounted at, for the returned `url`. @default '/uploads' */
+  urlPrefix?: string;
+  /** Run a targeted sync of the saved file. @default true */
+  sync?: boolean;
+  /** Stops the upload (`ERR_ABORTED`, nothing kept): pass `request.signal`. */
+  signal?: AbortSignal;
+}
+
+/** A saved upload. */
+export interface SavedUpload {
+  /** Relative to the source folder, `/`-separated (`albums/2024/3f2c….mp3`). */
+  name: string;
+  /** Absolute path of the file in the source folder. */
+  path: string;
+  /** Where the uploads route serves it (`/uploads/albums/2024/3f2c….mp3`), percent-encoded. */
+  url: string;
+  /** Bytes written. */
+  size: number;
+  /** The targeted sync's result (it never throws: a failed sync is here); `null` with `sync: false`. */
+  sync: SyncResult | null;
 }

@@ -12,6 +12,27 @@ export function tempPathFor(target: string): string {
   return join(dirname(target), `${TEMP_PREFIX}${process.pid.toString(36)}-${randomBytes(6).toString('hex')}.tmp`);
 }
 
+/** What `tempPathFor` makes: TEMP_PREFIX, the pid in base 36, 12 random hex digits. */
+const TEMP_NAME = /^\.upload-sync-([0-9a-z]+)-[0-9a-f]{12}\.tmp$/;
+
+/** The pid in one of our temp names, or `null` for a name we did not make this way. */
+export function tempOwnerPid(name: string): number | null {
+  const m = TEMP_NAME.exec(name);
+  if (!m?.[1]) return null;
+  const pid = parseInt(m[1], 36);
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+}
+
+/** Whether a process with this pid exists on this machine (EPERM: it exists, owned by another user). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errorCode(err) === 'EPERM';
+  }
+}
+
 async function removeQuietly(path: string): Promise<void> {
   try {
     await unlink(path);

@@ -1,14 +1,14 @@
 import { chmod, lstat, mkdir, realpath, rmdir, stat, unlink } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isCurrent } from './compare.js';
-import { isInside, resolveConfig, type ResolvedConfig } from './config.js';
+import { canonical, isInside, resolveConfig, type ResolvedConfig } from './config.js';
 import { UploadSyncError, errorCode, errorMessage } from './errors.js';
 import { isSyncablePath, toPosix } from './filter.js';
 import { acquireLock, type Release } from './lock.js';
 import { createLog, formatBytes, type RunLog } from './log.js';
-import type { SyncErrorEntry, SyncOptions, SyncResult } from './options.js';
-import { publish } from './publish.js';
+import type { SyncErrorEntry, SyncOptions, SyncProgress, SyncResult } from './options.js';
+import { isAlive, publish, tempOwnerPid } from './publish.js';
 import { fileInfo, walk, type FileInfo, type Listing } from './walk.js';
 
 /**
@@ -29,6 +29,9 @@ export async function syncUploads(options: SyncOptions = {}): Promise<SyncResult
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
       throw new UploadSyncError('ERR_CONFIG', 'Invalid option `signal`: expected an AbortSignal');
     }
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+      throw new UploadSyncError('ERR_CONFIG', `Invalid option \`onProgress\`: expected a function, got ${typeof options.onProgress}`);
+    }
   } catch (err) {
     return { ...emptyResult(Boolean(options?.dryRun)), status: 'failed', errors: [toEntry('', err)], durationMs: elapsed(started) };
   }
@@ -36,7 +39,7 @@ export async function syncUploads(options: SyncOptions = {}): Promise<SyncResult
     createLog('sync', null, null).info('Sync disabled by the environment (set NODE_ENV=production or ENABLE_UPLOAD_SYNC=true, or pass force)');
     return { ...emptyResult(config.dryRun), status: 'disabled', durationMs: elapsed(started) };
   }
-  return schedule(config, files, options.signal);
+  return schedule(config, files, options.signal, options.onProgress);
 }
 
 function validateFiles(files: unknown): string[] | null {
@@ -54,6 +57,7 @@ interface Pending {
   /** `null`: a full run. */
   files: Set<unknown> | null;
   signal: AbortSignal | undefined;
+  onProgress: ProgressFn | undefined;
   promise: Promise<SyncResult>;
   resolve: (result: SyncResult) => void;
 }
@@ -70,21 +74,26 @@ function runKey(c: ResolvedConfig): string {
   return JSON.stringify([c.source, c.dest, c.extensions && [...c.extensions], c.strategy, c.delete, c.dryRun, c.fileMode, c.dirMode, c.concurrency, c.logFile, c.lockDir, c.lockTimeoutMs]);
 }
 
-function schedule(config: ResolvedConfig, files: string[] | null, signal: AbortSignal | undefined): Promise<SyncResult> {
-  let queue = queues.get(config.dest);
-  if (!queue) queues.set(config.dest, (queue = { running: false, waiting: [] }));
+type ProgressFn = (progress: SyncProgress) => void;
+
+function schedule(config: ResolvedConfig, files: string[] | null, signal: AbortSignal | undefined, onProgress: ProgressFn | undefined): Promise<SyncResult> {
+  // Keyed by dest's real path: two spellings of one folder share a queue (as they share the lock).
+  const destKey = canonical(config.dest);
+  let queue = queues.get(destKey);
+  if (!queue) queues.set(destKey, (queue = { running: false, waiting: [] }));
   const key = runKey(config);
   const last = queue.waiting[queue.waiting.length - 1];
-  // A caller with its own signal or logger keeps its own run, so an abort or a log never crosses callers.
-  if (last && last.key === key && last.config.logger === config.logger && last.signal === undefined && signal === undefined) {
+  // A caller with its own signal, logger or progress callback keeps its own run, so nothing crosses callers.
+  const own = signal !== undefined || onProgress !== undefined;
+  if (last && last.key === key && last.config.logger === config.logger && last.signal === undefined && last.onProgress === undefined && !own) {
     if (files === null) last.files = null;
     else if (last.files !== null) for (const f of files) last.files.add(f);
     return last.promise;
   }
   let resolvePending!: (r: SyncResult) => void;
   const promise = new Promise<SyncResult>((r) => (resolvePending = r));
-  queue.waiting.push({ key, config, files: files && new Set(files), signal, promise, resolve: resolvePending });
-  if (!queue.running) void drain(config.dest, queue);
+  queue.waiting.push({ key, config, files: files && new Set(files), signal, onProgress, promise, resolve: resolvePending });
+  if (!queue.running) void drain(destKey, queue);
   return promise;
 }
 
@@ -92,7 +101,7 @@ async function drain(dest: string, queue: Queue): Promise<void> {
   queue.running = true;
   while (queue.waiting.length > 0) {
     const next = queue.waiting.shift()!;
-    next.resolve(await new SyncRun(next.config, next.files && [...next.files], next.signal).run());
+    next.resolve(await new SyncRun(next.config, next.files && [...next.files], next.signal, next.onProgress).run());
   }
   queue.running = false;
   queues.delete(dest);
@@ -105,9 +114,11 @@ function emptyResult(dryRun: boolean): SyncResult {
   return { status: 'ok', dryRun, copied: [], updated: [], deleted: [], unchanged: 0, errors: [], bytes: 0, durationMs: 0 };
 }
 
-const elapsed = (since: number) => Math.round((performance.now() - since) * 100) / 100;
+/** Milliseconds since `since` (a `performance.now()`), to 0.01 ms. */
+export const elapsed = (since: number) => Math.round((performance.now() - since) * 100) / 100;
 
-function toEntry(path: string, err: unknown): SyncErrorEntry {
+/** An error result entry from anything thrown. */
+export function toEntry(path: string, err: unknown): SyncErrorEntry {
   return { path, code: errorCode(err), message: errorMessage(err) };
 }
 
@@ -130,6 +141,7 @@ class SyncRun {
     private readonly config: ResolvedConfig,
     private readonly files: unknown[] | null,
     private readonly signal: AbortSignal | undefined,
+    private readonly onProgress: ProgressFn | undefined = undefined,
   ) {
     this.result = emptyResult(config.dryRun);
     this.log = createLog('sync', config.logFile, config.logger);
@@ -176,7 +188,7 @@ class SyncRun {
     r.updated.sort();
     r.deleted.sort();
     r.errors.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    const handled = this.done + r.copied.length + r.updated.length + r.deleted.length;
+    const handled = this.done + r.unchanged + r.copied.length + r.updated.length + r.deleted.length;
     r.status = r.errors.length === 0 ? 'ok' : this.fatal || handled === 0 ? 'failed' : 'partial';
     r.durationMs = elapsed(this.started);
     const summary = `Sync ${r.status}${r.dryRun ? ' (dry run)' : ''}: ${r.copied.length} copied, ${r.updated.length} updated, ${r.deleted.length} deleted, ${r.unchanged} unchanged, ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}, ${formatBytes(r.bytes)} in ${Math.round(r.durationMs)} ms`;
@@ -222,7 +234,8 @@ class SyncRun {
     const { config } = this;
     const onSkippedLink = (rel: string, reason: string) => this.log.warn(`Skipped symlink ${rel}: ${reason}`);
     const src = await walk(config.source, prefix, { extensions: config.extensions, sourceReal: this.sourceReal, onSkippedLink, signal: this.signal });
-    const dst = await walk(config.dest, prefix, { extensions: config.extensions, signal: this.signal });
+    const dst = await walk(config.dest, prefix, { extensions: config.extensions, signal: this.signal, temps: !config.dryRun });
+    await this.removeDeadTemps(dst.temps.keys());
     for (const e of src.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
     for (const e of dst.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
     for (const [rel, mode] of src.dirs) this.sourceDirModes.set(rel, mode);
@@ -254,6 +267,21 @@ class SyncRun {
       if (prefix !== '' && !src.dirs.has(prefix)) this.emptyDirsToRemove.push(prefix);
     }
     return ops;
+  }
+
+  /**
+   * Temp files left by a process that died mid-copy (SIGKILL, OOM, power): its pid is in the name.
+   * We hold the lock, so no live sync is writing them; a live pid (ours, or reused) is left to cleanupOld.
+   */
+  private async removeDeadTemps(temps: Iterable<string>): Promise<void> {
+    for (const rel of temps) {
+      const pid = tempOwnerPid(basename(rel));
+      if (pid === null || pid === process.pid || isAlive(pid)) continue;
+      await unlink(join(this.config.dest, rel)).then(
+        () => this.log.info(`Removed ${rel}, a temp file of a sync that died (pid ${pid})`),
+        (err) => errorCode(err) === 'ENOENT' || this.log.warn(`Could not remove the stale temp file ${rel}: ${errorMessage(err)}`),
+      );
+    }
   }
 
   /** Dest folders the source no longer has: removed after the deletions if they are then empty. */
@@ -300,12 +328,14 @@ class SyncRun {
       this.fail(shown, new UploadSyncError('ERR_INVALID_PATH', `Invalid entry in \`files\`: expected a non-empty path without NUL bytes, got ${JSON.stringify(entry) ?? shown}`));
       return null;
     }
-    const abs = isAbsolute(entry) ? resolve(entry) : resolve(this.config.source, entry);
-    if (abs !== this.config.source && !isInside(abs, this.config.source)) {
-      this.fail(entry, new UploadSyncError('ERR_OUTSIDE', `Path resolves outside the source folder ${this.config.source}; nothing was written for it`));
-      return null;
-    }
-    return toPosix(relative(this.config.source, abs));
+    const { source } = this.config;
+    const abs = isAbsolute(entry) ? resolve(entry) : resolve(source, entry);
+    if (abs === source || isInside(abs, source)) return toPosix(relative(source, abs));
+    // An absolute path may name the source through another spelling (a symlinked deploy folder).
+    const real = isAbsolute(entry) ? join(canonical(dirname(abs)), basename(abs)) : '';
+    if (real !== '' && (real === this.sourceReal || isInside(real, this.sourceReal))) return toPosix(relative(this.sourceReal, real));
+    this.fail(entry, new UploadSyncError('ERR_OUTSIDE', `Path resolves outside the source folder ${source}; nothing was written for it`));
+    return null;
   }
 
   private async planOne(rel: string): Promise<Op[]> {
@@ -379,6 +409,13 @@ class SyncRun {
   // Execution.
 
   private async execute(ops: Op[]): Promise<void> {
+    const progress: SyncProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 };
+    for (const op of ops) {
+      if (op.kind !== 'copy') continue;
+      progress.filesTotal++;
+      progress.bytesTotal += op.src.size;
+    }
+    this.reportProgress(progress);
     let next = 0;
     const worker = async () => {
       while (next < ops.length && !this.signal?.aborted) {
@@ -389,10 +426,23 @@ class SyncRun {
         } catch (err) {
           this.fail(op.rel, err);
         }
+        if (op.kind === 'copy') {
+          progress.filesDone++;
+          progress.bytesDone += op.src.size;
+          this.reportProgress(progress);
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.config.concurrency, ops.length) }, worker));
     if (!this.signal?.aborted) await this.removeEmptyDirs();
+  }
+
+  private reportProgress(progress: SyncProgress): void {
+    try {
+      this.onProgress?.({ ...progress });
+    } catch {
+      // A progress bar that throws must not break a sync.
+    }
   }
 
   private async copy(rel: string, src: FileInfo, update: boolean): Promise<void> {
@@ -466,7 +516,8 @@ class SyncRun {
   }
 }
 
-const parentOf = (rel: string) => {
+/** The parent of a `/`-separated relative path ('' at the top). */
+export const parentOf = (rel: string) => {
   const i = rel.lastIndexOf('/');
   return i === -1 ? '' : rel.slice(0, i);
 };

@@ -1,7 +1,7 @@
 import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { errorCode, errorMessage } from './errors.js';
-import { isIgnoredName, matchesExtensions } from './filter.js';
+import { isIgnoredName, isTempName, matchesExtensions } from './filter.js';
 import { isInside } from './config.js';
 import type { SyncErrorEntry } from './options.js';
 
@@ -32,6 +32,8 @@ export interface Listing {
   symlinks: Set<string>;
   /** Folders that could not be read: nothing under them may be deleted on the other side. */
   unreadable: string[];
+  /** Our own temp files (`.upload-sync-*`), listed only with `temps: true`. */
+  temps: Map<string, FileInfo>;
   errors: SyncErrorEntry[];
 }
 
@@ -44,6 +46,8 @@ export interface WalkOptions {
   sourceReal?: string;
   onSkippedLink?: (rel: string, reason: string) => void;
   signal?: AbortSignal | undefined;
+  /** Also list our temp files (regular files only, whatever the extension filter) in `temps`: cleanup removes stale ones. */
+  temps?: boolean;
 }
 
 /** Entries between yields to the event loop: keeps a long walk from starving timers (lock refresh, servers). */
@@ -56,7 +60,7 @@ const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
  * still fair to the event loop. A missing subtree is an empty listing.
  */
 export async function walk(root: string, prefix: string, opts: WalkOptions): Promise<Listing> {
-  const listing: Listing = { files: new Map(), dirs: new Map(), symlinks: new Set(), unreadable: [], errors: [] };
+  const listing: Listing = { files: new Map(), dirs: new Map(), symlinks: new Set(), unreadable: [], temps: new Map(), errors: [] };
   let top: Stats;
   try {
     top = lstatSync(join(root, prefix));
@@ -86,7 +90,7 @@ export async function walk(root: string, prefix: string, opts: WalkOptions): Pro
     for (const entry of entries) {
       if (++count % YIELD_EVERY === 0) await tick();
       const name = entry.name;
-      if (isIgnoredName(name)) continue;
+      if (isIgnoredName(name) && !(opts.temps && isTempName(name) && entry.isFile())) continue;
       const childRel = rel === '' ? name : `${rel}/${name}`;
       const childAbs = join(abs, name);
       try {
@@ -94,7 +98,8 @@ export async function walk(root: string, prefix: string, opts: WalkOptions): Pro
           listing.dirs.set(childRel, lstatSync(childAbs).mode & 0o7777);
           stack.push(childRel);
         } else if (entry.isFile()) {
-          if (matchesExtensions(name, opts.extensions)) listing.files.set(childRel, fileInfo(lstatSync(childAbs)));
+          if (isTempName(name)) listing.temps.set(childRel, fileInfo(lstatSync(childAbs)));
+          else if (matchesExtensions(name, opts.extensions)) listing.files.set(childRel, fileInfo(lstatSync(childAbs)));
         } else if (entry.isSymbolicLink()) {
           addSymlink(listing, childRel, childAbs, name, opts);
         }

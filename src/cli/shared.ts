@@ -1,3 +1,4 @@
+import { relative } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import type { CommonOptions } from '../options.js';
 
@@ -41,4 +42,33 @@ export function pathOptions(values: Values): CommonOptions {
 
 export function formatDuration(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+export function exitCodeOf(result: { status: string; errors: { code: string }[] }): number {
+  if (result.errors.some((e) => e.code === 'ERR_CONFIG')) return EXIT.USAGE;
+  return result.status === 'ok' || result.status === 'disabled' ? EXIT.OK : EXIT.FAILED;
+}
+
+/** A path relative to the cwd when it is under it, else absolute. */
+export function showPath(p: string): string {
+  const rel = relative(process.cwd(), p);
+  return rel.startsWith('..') ? p : rel || '.';
+}
+
+export const STATUS_LABEL = { ok: 'Done', disabled: 'Disabled', partial: 'Partly done', failed: 'Failed' } as const;
+
+/** How many files of each list are shown without --verbose. */
+const SHOWN = 10;
+
+/** `  + path` lines: every path with --verbose, else the first few and a count. */
+export function listFiles(mark: string, paths: readonly string[], verbose: boolean): string[] {
+  const shown = verbose ? paths : paths.slice(0, SHOWN);
+  const lines = shown.map((p) => `  ${mark} ${p}`);
+  if (shown.length < paths.length) lines.push(`  ${mark} … and ${paths.length - shown.length} more (--verbose lists all)`);
+  return lines;
+}
+
+/** One stderr line per error entry. */
+export function printErrors(errors: readonly { path: string; code: string; message: string }[]): void {
+  for (const e of errors) process.stderr.write(`upload-sync: ${e.path === '' ? '' : `${e.path}: `}${e.code}: ${e.message}\n`);
 }

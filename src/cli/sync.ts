@@ -1,21 +1,39 @@
-import { relative } from 'node:path';
+import { cleanupOld } from '../cleanup.js';
 import { resolveConfig, type ResolvedConfig } from '../config.js';
 import { formatBytes } from '../log.js';
 import type { SyncOptions, SyncResult } from '../options.js';
 import { syncUploads } from '../sync.js';
-import { COMMON_HELP, EXIT, PATH_OPTIONS, formatDuration, pathOptions, type Command, type Values } from './shared.js';
+import { cleanupOptions, printCleanupSummary } from './cleanup.js';
+import { createProgressLine } from './progress.js';
+import {
+  COMMON_HELP,
+  PATH_OPTIONS,
+  STATUS_LABEL,
+  exitCodeOf,
+  formatDuration,
+  listFiles,
+  pathOptions,
+  printErrors,
+  showPath,
+  type Command,
+  type Values,
+} from './shared.js';
 
 export const sync: Command = {
   summary: 'mirror the uploads folder into the standalone output',
-  usage: `upload-sync sync [--dry-run] [--json] [--delete] [--file PATH]...
+  usage: `upload-sync sync [--cleanup] [--dry-run] [--json] [--delete] [--file PATH]...
 
 Mirrors source into dest: copies new and changed files atomically, keeps the rest.
 A sync run by hand always runs, even when the environment disables automatic sync.
+On a terminal a long sync shows its progress; otherwise it prints one summary line.
 
   --file PATH      sync only this path (repeatable); relative to source, or absolute inside it
   --delete         also remove from dest what is gone from source
+  --cleanup        then run 'upload-sync cleanup' (orphans older than UPLOAD_SYNC_CLEANUP_DAYS,
+                   default 30; skipped when the sync failed)
   --dry-run        print what would change, write nothing
-  --json           print the result object (JSON) and nothing else on stdout
+  --json           print the result object (JSON) and nothing else on stdout;
+                   with --cleanup: {"sync": <result>, "cleanup": <result or null>}
   -v, --verbose    list every file, not only the first ones
 
 ${COMMON_HELP}
@@ -23,7 +41,8 @@ ${COMMON_HELP}
 Examples:
   upload-sync sync
   upload-sync sync --file albums/new-song.mp3
-  upload-sync sync --delete --dry-run`,
+  upload-sync sync --delete --dry-run
+  upload-sync sync --cleanup          # the old script's --cleanup, made safe`,
   options: {
     ...PATH_OPTIONS,
     'dry-run': { type: 'boolean' },
@@ -31,6 +50,7 @@ Examples:
     delete: { type: 'boolean' },
     file: { type: 'string', multiple: true },
     verbose: { type: 'boolean', short: 'v' },
+    cleanup: { type: 'boolean' },
   },
   run: (values) => runSync(values, Boolean(values['dry-run'])),
 };
@@ -61,29 +81,46 @@ async function runSync(values: Values, dryRun: boolean): Promise<number> {
   if (Array.isArray(values.file)) options.files = values.file as string[];
   // Resolve first, so a configuration error is exit 2 with its message, before any work.
   const config = resolveConfig(options);
-  const result = await syncUploads(options);
-  if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  else printSummary(config, result, Boolean(values.verbose));
-  return exitCodeOf(result);
+  const cleanup = values.cleanup ? cleanupOptions(values, dryRun) : null;
+  if (cleanup) resolveConfig(cleanup);
+  const progress = !values.json && process.stderr.isTTY ? createProgressLine(process.stderr) : null;
+  if (progress) options.onProgress = progress.update;
+  let result: SyncResult;
+  try {
+    result = await syncUploads(options);
+  } finally {
+    progress?.done();
+  }
+  if (!cleanup) {
+    if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else printSummary(config, result, Boolean(values.verbose));
+    return exitCodeOf(result);
+  }
+  // sync --cleanup: the old script's flag. A failed sync (source missing, lock) skips the cleanup.
+  if (!values.json) printSummary(config, result, Boolean(values.verbose));
+  if (result.status === 'failed') {
+    if (values.json) process.stdout.write(`${JSON.stringify({ sync: result, cleanup: null }, null, 2)}\n`);
+    else process.stderr.write('upload-sync: cleanup skipped: the sync failed\n');
+    return exitCodeOf(result);
+  }
+  const cleaned = await cleanupOld(cleanup);
+  if (values.json) process.stdout.write(`${JSON.stringify({ sync: result, cleanup: cleaned }, null, 2)}\n`);
+  else printCleanupSummary(config, cleaned, Boolean(values.verbose));
+  return Math.max(exitCodeOf(result), exitCodeOf(cleaned));
 }
 
-export function exitCodeOf(result: { status: string; errors: { code: string }[] }): number {
-  if (result.errors.some((e) => e.code === 'ERR_CONFIG')) return EXIT.USAGE;
-  return result.status === 'ok' || result.status === 'disabled' ? EXIT.OK : EXIT.FAILED;
-}
-
-/** How many files of each list are shown without --verbose. */
-const SHOWN = 10;
-
+/**
+ * On a terminal: a header, the first files of each list and a summary line. Off a terminal (PM2,
+ * cron, a pipe): one summary line, preceded by every file with --verbose.
+ */
 function printSummary(config: ResolvedConfig, r: SyncResult, verbose: boolean): void {
   const out: string[] = [];
-  const cwd = process.cwd();
-  const show = (p: string) => (relative(cwd, p).startsWith('..') ? p : relative(cwd, p) || '.');
-  out.push(`${r.dryRun ? 'Would sync' : 'Synced'} ${show(config.source)} -> ${show(config.dest)}`);
-  const list = (mark: string, paths: string[]) => {
-    const shown = verbose ? paths : paths.slice(0, SHOWN);
-    for (const p of shown) out.push(`  ${mark} ${p}`);
-    if (shown.length < paths.length) out.push(`  ${mark} … and ${paths.length - shown.length} more (--verbose lists all)`);
+  const tty = Boolean(process.stdout.isTTY);
+  const paths = `${showPath(config.source)} -> ${showPath(config.dest)}`;
+  if (tty) out.push(`${r.dryRun ? 'Would sync' : 'Synced'} ${paths}`);
+  const list = (mark: string, files: string[]) => {
+    if (!tty && !verbose) return;
+    out.push(...listFiles(mark, files, verbose));
   };
   list('+', r.copied);
   list('~', r.updated);
@@ -97,8 +134,8 @@ function printSummary(config: ResolvedConfig, r: SyncResult, verbose: boolean): 
     `${r.unchanged} unchanged`,
     r.errors.length > 0 ? `${r.errors.length} error${r.errors.length === 1 ? '' : 's'}` : '',
   ].filter(Boolean);
-  const label = { ok: 'Done', disabled: 'Disabled', partial: 'Partly done', failed: 'Failed' }[r.status];
-  out.push(`${label}: ${parts.join(', ')} in ${formatDuration(r.durationMs)}`);
+  const label = STATUS_LABEL[r.status];
+  out.push(`${label}${r.dryRun ? ' (dry run)' : ''}: ${tty ? '' : `${paths}: `}${parts.join(', ')} in ${formatDuration(r.durationMs)}`);
   process.stdout.write(`${out.join('\n')}\n`);
-  for (const e of r.errors) process.stderr.write(`upload-sync: ${e.path === '' ? '' : `${e.path}: `}${e.code}: ${e.message}\n`);
+  printErrors(r.errors);
 }

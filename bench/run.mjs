@@ -1,0 +1,289 @@
+#!/usr/bin/env node
+// `npm run bench`: upload-sync against rsync and cp, side by side in one run, medians and ratios
+// as a markdown table. Generates its trees in a temp folder, installs nothing, deletes all at the end.
+//
+//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch] [--small]
+//
+// --small shrinks every tree tenfold (a quick look; the committed table is a full run).
+// See ../shared/PERF-NOTES.md: on this disk, creating many files just after deleting many is slow,
+// so every copy goes into a new folder and deletions happen at the very end.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, utimesSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..');
+const cli = join(repo, 'dist', 'cli.js');
+const lib = join(repo, 'dist', 'index.js');
+
+const { values } = parseArgs({
+  options: {
+    reps: { type: 'string', default: '5' },
+    only: { type: 'string', default: 'copy,noop,upload,watch,rss' },
+    small: { type: 'boolean', default: false },
+  },
+});
+const REPS = Number(values.reps);
+const ONLY = new Set(values.only.split(','));
+const SCALE = values.small ? 0.1 : 1;
+
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const HAVE_RSYNC = has('rsync');
+if (!HAVE_RSYNC) console.error('bench: rsync is not installed; its columns are left out (install it with your package manager to compare).');
+
+const work = mkdtempSync(join(tmpdir(), 'upload-sync-bench-'));
+let seq = 0;
+const fresh = (name) => join(work, `${name}-${++seq}`);
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+process.on('SIGINT', () => process.exit(130));
+
+// ---------------------------------------------------------------------------------------------
+// Trees
+
+/** Deterministic pseudo-random sizes, so every run builds the same trees. */
+function rng(seed) {
+  let s = seed >>> 0;
+  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+}
+
+function makeTree(name, { files, folders, minSize, maxSize }) {
+  const root = join(work, name);
+  const rand = rng(files);
+  const block = Buffer.alloc(maxSize);
+  for (let i = 0; i < block.length; i++) block[i] = (i * 31 + 7) & 0xff;
+  const past = new Date(Date.now() - 86_400_000);
+  for (let f = 0; f < folders; f++) mkdirSync(join(root, `album-${f}`), { recursive: true });
+  for (let i = 0; i < files; i++) {
+    const size = Math.floor(minSize + rand() * (maxSize - minSize));
+    const path = join(root, `album-${i % folders}`, `track-${i}.mp3`);
+    writeFileSync(path, block.subarray(0, size));
+    utimesSync(path, past, past);
+  }
+  return root;
+}
+
+const TREES = {
+  A: () => makeTree('A', { files: Math.round(10_000 * SCALE), folders: 200, minSize: 1000, maxSize: 32_000 }),
+  B: () => makeTree('B', { files: Math.round(100 * SCALE) || 10, folders: 10, minSize: 8 * 2 ** 20, maxSize: 8 * 2 ** 20 + 1 }),
+  C: () => makeTree('C', { files: Math.round(100_000 * SCALE), folders: 1000, minSize: 200, maxSize: 4000 }),
+};
+const built = {};
+const tree = (name) => (built[name] ??= time(() => TREES[name]()).value);
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+function time(fn) {
+  const t = process.hrtime.bigint();
+  const value = fn();
+  return { ms: Number(process.hrtime.bigint() - t) / 1e6, value };
+}
+
+/** Wall time of a whole process, like a user's shell sees it. */
+function runTimed(cmd, args, env) {
+  const { ms, value } = time(() => spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } }));
+  if (value.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${value.status}): ${value.stderr}`);
+  return ms;
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+
+const ENV = { NODE_ENV: 'production', UPLOAD_SYNC_LOCK_DIR: join(work, 'locks') };
+const ours = (src, dst, extra = []) => runTimed(process.execPath, [cli, 'sync', '--source', src, '--dest', dst, ...extra], ENV);
+const rsync = (src, dst) => runTimed('rsync', ['-a', `${src}/`, `${dst}/`]);
+const cpA = (src, dst) => runTimed('cp', ['-a', `${src}/.`, `${dst}/`]);
+const floor = (src, dst) => runTimed('find', [src, dst, '-printf', '%s %T@\\n']);
+
+/** Runs each tool `REPS` times, alternating the order every round; returns medians in ms. */
+function sideBySide(tools) {
+  const samples = Object.fromEntries(Object.keys(tools).map((k) => [k, []]));
+  const names = Object.keys(tools);
+  for (let rep = 0; rep < REPS; rep++) {
+    const order = rep % 2 === 0 ? names : [...names].reverse();
+    for (const name of order) samples[name].push(tools[name]());
+  }
+  return Object.fromEntries(names.map((n) => [n, median(samples[n])]));
+}
+
+const rows = [];
+const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : ms >= 10 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(2)} ms`);
+function row(kase, treeName, results, baseline) {
+  const base = results[baseline];
+  for (const [tool, ms] of Object.entries(results)) {
+    rows.push(`| ${kase} | ${treeName} | ${tool} | ${fmt(ms)} | ${base && tool !== baseline ? `${(ms / base).toFixed(2)}×` : ''} |`);
+  }
+  console.error(`  ${kase} ${treeName}: ${Object.entries(results).map(([t, ms]) => `${t} ${fmt(ms)}`).join(', ')}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+
+function initialCopy(name) {
+  const src = tree(name);
+  const dests = [];
+  const into = (fn) => () => {
+    const dst = fresh(`${name}-copy`);
+    mkdirSync(dst, { recursive: true });
+    dests.push(dst);
+    return fn(src, dst);
+  };
+  const tools = { 'upload-sync sync': into(ours), 'cp -a': into(cpA) };
+  if (HAVE_RSYNC) tools['rsync -a'] = into(rsync);
+  row('initial copy into an empty mirror', name, sideBySide(tools), HAVE_RSYNC ? 'rsync -a' : 'cp -a');
+  return dests;
+}
+
+function noop(name) {
+  const src = tree(name);
+  const dst = fresh(`${name}-mirror`);
+  mkdirSync(dst, { recursive: true });
+  ours(src, dst);
+  const tools = {
+    'upload-sync sync': () => ours(src, dst),
+    'syncUploads() in process': () => inProcess('noop', src, dst),
+    'find (stat floor)': () => floor(src, dst),
+  };
+  if (HAVE_RSYNC) tools['rsync -a'] = () => rsync(src, dst);
+  row('no-op resync', name, sideBySide(tools), HAVE_RSYNC ? 'rsync -a' : 'find (stat floor)');
+}
+
+/** Times a call of the library inside a Node process that is already running (what an app pays). */
+function inProcess(kind, src, dst, file) {
+  const script = `
+    import { syncUploads } from ${JSON.stringify(lib)};
+    const { writeFileSync } = await import('node:fs');
+    const opts = { source: ${JSON.stringify(src)}, dest: ${JSON.stringify(dst)}, force: true, lockDir: ${JSON.stringify(ENV.UPLOAD_SYNC_LOCK_DIR)} };
+    await syncUploads({ ...opts, files: ['album-0/track-0.mp3'] }); // warm: modules loaded, lock folder made
+    ${kind === 'upload' ? `writeFileSync(${JSON.stringify(join(src, file ?? ''))}, Buffer.alloc(48 * 1024, 7));` : ''}
+    const t = process.hrtime.bigint();
+    const r = await syncUploads(${kind === 'upload' ? `{ ...opts, files: [${JSON.stringify(file)}] }` : 'opts'});
+    const ms = Number(process.hrtime.bigint() - t) / 1e6;
+    if (r.status !== 'ok') throw new Error(JSON.stringify(r.errors.slice(0, 3)));
+    process.stdout.write(String(ms));`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  return Number(out);
+}
+
+function upload(name) {
+  const src = tree(name);
+  const dst = fresh(`${name}-mirror`);
+  mkdirSync(dst, { recursive: true });
+  ours(src, dst);
+  let n = 0;
+  const tools = {
+    'syncUploads({ files }) in process': () => inProcess('upload', src, dst, `album-1/new-upload-${++n}.mp3`),
+  };
+  if (HAVE_RSYNC) {
+    tools['spawn rsync -a over the tree'] = () => {
+      writeFileSync(join(src, 'album-1', `new-rsync-${++n}.mp3`), Buffer.alloc(48 * 1024, 7));
+      return rsync(src, dst);
+    };
+  }
+  const results = sideBySide(tools);
+  row('one new upload', name, results, HAVE_RSYNC ? 'spawn rsync -a over the tree' : undefined);
+  return results['syncUploads({ files }) in process'];
+}
+
+/** Peak RSS (MB) of a full sync of C into an empty mirror, in its own process. */
+function rssOfSync(name) {
+  const src = tree(name);
+  const dst = fresh(`${name}-rss`);
+  const script = `
+    import { syncUploads } from ${JSON.stringify(lib)};
+    const r = await syncUploads({ source: ${JSON.stringify(src)}, dest: ${JSON.stringify(dst)}, force: true, lockDir: ${JSON.stringify(ENV.UPLOAD_SYNC_LOCK_DIR)} });
+    if (r.status !== 'ok') throw new Error(r.status);
+    const again = await syncUploads({ source: ${JSON.stringify(src)}, dest: ${JSON.stringify(dst)}, force: true, lockDir: ${JSON.stringify(ENV.UPLOAD_SYNC_LOCK_DIR)} });
+    process.stdout.write(String(process.resourceUsage().maxRSS / 1024));`;
+  const mb = Number(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }));
+  rows.push(`| peak RSS, full sync then no-op resync | ${name} | upload-sync | ${mb.toFixed(0)} MB | |`);
+  console.error(`  peak RSS sync ${name}: ${mb.toFixed(0)} MB`);
+}
+
+/** Watcher latency (last write → arrival in dest) and the watch process's peak RSS. */
+async function watch(name, { stableMs = 1000, uploads = 50 } = {}) {
+  const src = tree(name);
+  const dst = fresh(`${name}-watch`);
+  const child = spawn(process.execPath, [cli, 'watch', '--source', src, '--dest', dst], {
+    env: { ...process.env, ...ENV, UPLOAD_SYNC_STABLE_MS: String(stableMs), UPLOAD_SYNC_DEBOUNCE_MS: '50' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const until = async (cond, what, limitMs = 600_000) => {
+    const end = Date.now() + limitMs;
+    while (!cond()) {
+      if (Date.now() > end || child.exitCode !== null) throw new Error(`watch: timed out waiting for ${what}\n${out}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  const { existsSync, statSync, renameSync, openSync, writeSync, closeSync, readFileSync } = await import('node:fs');
+  await until(() => existsSync(join(dst, 'album-0', 'track-0.mp3')) && /ready|watching/i.test(out), 'the first sync');
+  const latencies = { renamed: [], slow: [] };
+  for (let i = 0; i < uploads; i++) {
+    const slow = i % 2 === 1;
+    const rel = join(`album-${i % 50}`, `${slow ? 'slow' : 'renamed'}-${i}.mp3`);
+    let lastWrite;
+    if (slow) {
+      // Written in 8 pieces with pauses shorter than stableMs, as a browser upload arrives.
+      const fd = openSync(join(src, rel), 'w');
+      for (let k = 0; k < 8; k++) {
+        writeSync(fd, Buffer.alloc(64 * 1024, k));
+        lastWrite = performance.now();
+        await new Promise((r) => setTimeout(r, stableMs / 8));
+      }
+      closeSync(fd);
+    } else {
+      const tmp = join(src, `.upload-${i}.tmp`);
+      writeFileSync(tmp, Buffer.alloc(512 * 1024, 3));
+      renameSync(tmp, join(src, rel));
+      lastWrite = performance.now();
+    }
+    await until(() => existsSync(join(dst, rel)) && statSync(join(dst, rel)).size === statSync(join(src, rel)).size, rel, 60_000);
+    latencies[slow ? 'slow' : 'renamed'].push(performance.now() - lastWrite);
+  }
+  const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+  const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
+  child.kill('SIGTERM');
+  await new Promise((r) => child.on('exit', r));
+  for (const [kind, xs] of Object.entries(latencies)) {
+    rows.push(`| watcher latency, ${kind} (stableMs ${stableMs}) | ${name} | p50 / p90 / p99 | ${fmt(pct(xs, 50))} / ${fmt(pct(xs, 90))} / ${fmt(pct(xs, 99))} | |`);
+  }
+  rows.push(`| peak RSS, upload-sync watch | ${name} | upload-sync | ${hwm.toFixed(0)} MB | |`);
+  console.error(`  watch ${name}: ${JSON.stringify(Object.fromEntries(Object.entries(latencies).map(([k, xs]) => [k, [pct(xs, 50), pct(xs, 90)].map(Math.round)])))} RSS ${hwm.toFixed(0)} MB`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const cpuModel = cpus()[0]?.model ?? 'unknown';
+console.error(`bench: ${cpus().length} cores (${cpuModel}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, reps ${REPS}${values.small ? ', --small' : ''}`);
+console.error(`bench: trees in ${work}`);
+
+if (ONLY.has('copy')) for (const t of ['A', 'B']) initialCopy(t);
+if (ONLY.has('noop')) for (const t of ['A', 'C']) noop(t);
+if (ONLY.has('upload')) {
+  const a = upload('A');
+  const c = upload('C');
+  rows.push(`| one new upload: time on C / time on A | | syncUploads({ files }) | ${(c / a).toFixed(2)}× | |`);
+}
+if (ONLY.has('watch')) await watch('C');
+if (ONLY.has('rss')) rssOfSync('C');
+
+const versions = [
+  `Node ${process.version}`,
+  HAVE_RSYNC ? execFileSync('rsync', ['--version'], { encoding: 'utf8' }).split('\n')[0] : 'rsync: not installed',
+  execFileSync('cp', ['--version'], { encoding: 'utf8' }).split('\n')[0],
+].join('; ');
+console.log(`Machine: ${cpus().length} cores (${cpuModel}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB; ${versions}; medians of ${REPS} runs, tools alternating.
+Trees: A ${Math.round(10_000 * SCALE)} files of 1–32 KB in 200 folders; B ${Math.round(100 * SCALE) || 10} files of 8 MiB; C ${Math.round(100_000 * SCALE)} files of 0.2–4 KB in 1000 folders.
+
+| case | tree | tool | median | ratio |
+| --- | --- | --- | --- | --- |
+${rows.join('\n')}`);

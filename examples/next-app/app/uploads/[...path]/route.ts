@@ -1,0 +1,3 @@
+import { createUploadsRoute } from 'upload-sync/next';
+
+export const { GET, HEAD } = createUploadsRoute();

@@ -1,0 +1,41 @@
+// The `upload-watcher` PM2 app: a custom watcher script built on createWatcher.
+// (`upload-sync watch` does the same; a script like this one is where to add your own hooks.)
+import { createWatcher } from 'upload-sync';
+
+const log = (level, message) => (level === 'info' ? process.stdout : process.stderr).write(`${level.toUpperCase()}: ${message}\n`);
+
+// Options come from the environment (UPLOAD_SYNC_*, see the README); pass any here to override.
+const watcher = createWatcher();
+
+if (!watcher.enabled) {
+  // Exit 0: the ecosystem file's stop_exit_codes keeps PM2 from restarting it.
+  log('info', 'upload-sync is disabled by the environment (set NODE_ENV=production or ENABLE_UPLOAD_SYNC=true); not watching');
+  process.exit(0);
+}
+
+watcher.on('sync', (r) => {
+  const changed = [...r.copied, ...r.updated];
+  const first = (list) => list.slice(0, 5).join(', ') + (list.length > 5 ? ` and ${list.length - 5} more` : '');
+  const what = changed.length > 0 ? `copied ${first(changed)}` : 'nothing to copy';
+  const deleted = r.deleted.length > 0 ? `, deleted ${first(r.deleted)}` : '';
+  log(r.status === 'ok' ? 'info' : 'warn', `sync ${r.status}: ${what}${deleted} (${r.unchanged} unchanged, ${Math.round(r.durationMs)} ms)`);
+});
+watcher.on('error', (err) => log('error', `${err.code}: ${err.message}`));
+
+let stopping = false;
+const stop = async (signal) => {
+  if (stopping) return;
+  stopping = true;
+  log('info', `${signal}: finishing the copy in flight`);
+  await watcher.close(); // waits for the sync in flight; starts no new copy
+  log('info', 'stopped');
+  process.exit(0);
+};
+process.on('SIGINT', stop); // what pm2 stop sends
+process.on('SIGTERM', stop);
+
+await watcher.ready;
+if (!stopping) {
+  log('info', `ready: watching ${watcher.stats().mode === 'polling' ? 'by polling' : 'with native events'}`);
+  process.send?.('ready'); // PM2's wait_ready
+}

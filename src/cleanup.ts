@@ -1,0 +1,339 @@
+import { lstat, realpath, rmdir, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { resolveConfig, type ResolvedConfig } from './config.js';
+import { UploadSyncError, errorCode, errorMessage } from './errors.js';
+import { acquireLock, type Release } from './lock.js';
+import { createLog, formatBytes, type RunLog } from './log.js';
+import type { CleanupOptions, CleanupResult } from './options.js';
+import { elapsed, parentOf, toEntry } from './sync.js';
+import { walk, type Listing } from './walk.js';
+
+/**
+ * A temp file of ours older than this was left by an interrupted sync. A running sync renames its
+ * temp files within moments, and it holds the lock that cleanup takes, so it is never in the way.
+ */
+export const STALE_TEMP_MS = 60 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Removes from dest what no longer belongs there: orphans (files whose source is gone) older than
+ * `olderThanDays`, or, with `orphansOnly: false`, every file that old; our temp files left by an
+ * interrupted sync (older than an hour); then folders left empty (never dest itself).
+ *
+ * Safe first: it refuses orphan cleanup when the source is missing or holds no syncable file (an
+ * unmounted disk must not empty the mirror), never follows a symlink, only touches files the
+ * extension filter allows, checks each path again at the moment of deletion, stops at `maxDelete`,
+ * and takes the same cross-process lock as `syncUploads`. Never rejects.
+ */
+export async function cleanupOld(options: CleanupOptions = {}): Promise<CleanupResult> {
+  const started = performance.now();
+  let config: ResolvedConfig;
+  try {
+    config = resolveConfig(options);
+  } catch (err) {
+    return { ...emptyResult(Boolean(options?.dryRun)), status: 'failed', errors: [toEntry('', err)], durationMs: elapsed(started) };
+  }
+  if (!config.enabled && !config.force) {
+    createLog('cleanup', null, null).info('Cleanup disabled by the environment (set NODE_ENV=production or ENABLE_UPLOAD_SYNC=true, or pass force)');
+    return { ...emptyResult(config.dryRun), status: 'disabled', durationMs: elapsed(started) };
+  }
+  return new CleanupRun(config).run();
+}
+
+function emptyResult(dryRun: boolean): CleanupResult {
+  return { status: 'ok', dryRun, removed: [], kept: 0, bytesFreed: 0, errors: [], durationMs: 0 };
+}
+
+/** `temp`: a stale temp file of ours; `orphan`: its source is gone; `old`: old enough (`orphansOnly: false`). */
+type Kind = 'temp' | 'orphan' | 'old';
+
+interface Candidate {
+  rel: string;
+  kind: Kind;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** `3 h`, `45 days`: the age of a removed file, for the log. */
+const formatAge = (ms: number) => (ms < DAY_MS ? `${Math.floor(ms / 3_600_000)} h` : plural(Math.floor(ms / DAY_MS), 'day'));
+
+class CleanupRun {
+  private readonly result: CleanupResult;
+  private readonly log: RunLog;
+  private readonly started = performance.now();
+  /** A file whose mtime is before this is old enough to go. */
+  private readonly cutoffMs: number;
+  private readonly tempCutoffMs: number;
+  /** Files looked at without error (kept or removed): decides `partial` vs `failed`. */
+  private handled = 0;
+  private fatal = false;
+  /** Real path of dest: every deletion is checked to be under it, through no symlink. */
+  private destReal = '';
+  /** Orphan mode: the source as listed, and the identity of its folder (it must not change under us). */
+  private source: Listing | null = null;
+  private sourceId = '';
+
+  constructor(private readonly config: ResolvedConfig) {
+    this.result = emptyResult(config.dryRun);
+    this.log = createLog('cleanup', config.logFile, config.logger);
+    const now = Date.now();
+    // 0 days means every orphan: a file written this very millisecond (or stamped a little ahead of Date.now()) too.
+    this.cutoffMs = config.olderThanDays === 0 ? Infinity : now - config.olderThanDays * DAY_MS;
+    this.tempCutoffMs = now - STALE_TEMP_MS;
+  }
+
+  async run(): Promise<CleanupResult> {
+    const { config, log } = this;
+    const what = config.orphansOnly
+      ? `orphans older than ${plural(config.olderThanDays, 'day')} (source ${config.source})`
+      : `every file older than ${plural(config.olderThanDays, 'day')}, in the source or not`;
+    const cap = Number.isFinite(config.maxDelete) ? `, at most ${plural(config.maxDelete, 'file')}` : '';
+    log.info(`Cleanup started${config.dryRun ? ' (dry run)' : ''}: ${config.dest}: ${what}, stale temp files${cap}`);
+    let release: Release | undefined;
+    try {
+      // Refuse before anything else: the lock, the walk of a big mirror.
+      if (config.orphansOnly) await this.checkSource();
+      if (await this.checkDest()) {
+        if (!config.dryRun) {
+          release = await acquireLock(config.lockDir, config.dest, config.lockTimeoutMs, {
+            onCompromised: (err) => log.warn(`Cleanup lock taken over by another process (${err.message}); finishing this run`),
+          });
+        }
+        const dest = await walk(config.dest, '', { extensions: config.extensions, temps: true });
+        for (const e of dest.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
+        if (config.orphansOnly) await this.listSource();
+        await this.removeFiles(this.plan(dest));
+        await this.removeEmptyFolders(dest);
+      } else {
+        log.info(`Nothing to clean: dest ${config.dest} does not exist`);
+      }
+    } catch (err) {
+      this.fatal = true;
+      this.fail('', err);
+    } finally {
+      await release?.().catch((err) => log.warn(`Could not release the cleanup lock: ${errorMessage(err)}`));
+    }
+    return this.finish();
+  }
+
+  private fail(path: string, err: unknown): void {
+    const entry = toEntry(path, err);
+    this.result.errors.push(entry);
+    this.log.error(`${path === '' ? 'Cleanup failed' : `Failed ${path}`}: ${entry.code}: ${entry.message}`);
+  }
+
+  private async finish(): Promise<CleanupResult> {
+    const r = this.result;
+    r.removed.sort();
+    r.errors.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    r.status = r.errors.length === 0 ? 'ok' : this.fatal || this.handled === 0 ? 'failed' : 'partial';
+    r.durationMs = elapsed(this.started);
+    const summary = `Cleanup ${r.status}${r.dryRun ? ' (dry run)' : ''}: ${r.removed.length} removed (${formatBytes(r.bytesFreed)}), ${r.kept} kept, ${plural(r.errors.length, 'error')} in ${Math.round(r.durationMs)} ms`;
+    if (r.status === 'ok') this.log.info(summary);
+    else this.log.error(summary);
+    await this.log.flush();
+    return r;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The two folders.
+
+  private refuseSource(why: string): never {
+    const { source } = this.config;
+    throw new UploadSyncError(
+      'ERR_SOURCE_EMPTY',
+      `Source folder ${source} ${why}; refusing to remove orphans from dest (an unmounted or emptied source must not empty the mirror). Check UPLOAD_SYNC_SOURCE / \`source\``,
+      { path: source },
+    );
+  }
+
+  /** The source folder as it is now: `dev:ino`, or a refusal when it is missing. */
+  private async sourceIdentity(): Promise<string> {
+    const st = await stat(this.config.source).catch((err) => (['ENOENT', 'ENOTDIR'].includes(errorCode(err)) ? null : Promise.reject(err)));
+    if (st === null) this.refuseSource('does not exist');
+    if (!st.isDirectory()) this.refuseSource('is not a folder');
+    return `${st.dev}:${st.ino}`;
+  }
+
+  private async checkSource(): Promise<void> {
+    this.sourceId = await this.sourceIdentity();
+  }
+
+  private async listSource(): Promise<void> {
+    const { config } = this;
+    const sourceReal = await realpath(config.source);
+    this.source = await walk(config.source, '', { extensions: config.extensions, sourceReal });
+    for (const e of this.source.errors) {
+      this.fail(e.path, Object.assign(new Error(`In the source: ${e.message}; nothing under it is removed from dest`), { code: e.code }));
+    }
+    if (this.source.files.size === 0) this.refuseSource('holds no file that would be synced');
+  }
+
+  /** Whether there is a dest to clean; a dest that is a symlink or a file is refused (never followed). */
+  private async checkDest(): Promise<boolean> {
+    const { dest } = this.config;
+    const st = await lstat(dest).catch((err) => (errorCode(err) === 'ENOENT' ? null : Promise.reject(err)));
+    if (st === null) return false;
+    if (st.isSymbolicLink()) throw new UploadSyncError('ERR_DEST_SYMLINK', `Dest ${dest} is a symlink; cleanup never follows one`, { path: dest });
+    if (!st.isDirectory()) throw new UploadSyncError('ERR_TYPE_CONFLICT', `Dest ${dest} exists and is not a folder`, { path: dest });
+    this.destReal = await realpath(dest);
+    return true;
+  }
+
+  /** Whether nothing under `rel` may be judged an orphan: the source folder holding it could not be read. */
+  private underUnreadable(rel: string): boolean {
+    return this.source?.unreadable.some((dir) => dir === '' || rel === dir || rel.startsWith(`${dir}/`)) ?? false;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Files.
+
+  /** What would go, in order: stale temp files first (garbage whatever the cap), then the rest, each sorted. */
+  private plan(dest: Listing): Candidate[] {
+    const temps: Candidate[] = [];
+    const files: Candidate[] = [];
+    for (const [rel, info] of dest.temps) {
+      if (info.mtimeMs < this.tempCutoffMs) temps.push({ rel, kind: 'temp' });
+      else this.keep();
+    }
+    const kind: Kind = this.config.orphansOnly ? 'orphan' : 'old';
+    for (const [rel, info] of dest.files) {
+      const wanted = kind === 'orphan' && (this.source!.files.has(rel) || this.underUnreadable(rel));
+      if (wanted || info.mtimeMs >= this.cutoffMs) this.keep();
+      else files.push({ rel, kind });
+    }
+    const byPath = (a: Candidate, b: Candidate) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0);
+    return [...temps.sort(byPath), ...files.sort(byPath)];
+  }
+
+  private keep(): void {
+    this.result.kept++;
+    this.handled++;
+  }
+
+  private async removeFiles(candidates: Candidate[]): Promise<void> {
+    const { maxDelete, dryRun } = this.config;
+    let i = 0;
+    for (; i < candidates.length && this.result.removed.length < maxDelete; i++) {
+      const c = candidates[i]!;
+      // The source folder must still be the one listed: one unmounted mid-run makes everything look orphaned.
+      if (c.kind === 'orphan' && (await this.sourceIdentity()) !== this.sourceId) this.refuseSource('changed during the cleanup');
+      try {
+        const removed = await this.removeOne(c);
+        if (removed === null) {
+          this.keep();
+          continue;
+        }
+        this.handled++;
+        this.result.removed.push(c.rel);
+        this.result.bytesFreed += removed.size;
+        const what = c.kind === 'temp' ? 'stale temp file ' : c.kind === 'orphan' ? 'orphan ' : '';
+        this.log.info(`${dryRun ? 'Would remove' : 'Removed'} ${what}${c.rel} (${formatBytes(removed.size)}, ${formatAge(Date.now() - removed.mtimeMs)} old)`);
+      } catch (err) {
+        this.result.kept++;
+        this.fail(c.rel, err);
+      }
+    }
+    const rest = candidates.slice(i);
+    if (rest.length === 0) return;
+    this.result.kept += rest.length;
+    for (const c of rest) {
+      this.result.errors.push({ path: c.rel, code: 'ERR_MAX_DELETE', message: `Not removed: this run stopped at maxDelete (${maxDelete}); a later run removes it` });
+    }
+    this.log.error(`Stopped at maxDelete (${maxDelete}): ${plural(rest.length, 'more file')} left for a later run (first: ${rest[0]!.rel})`);
+  }
+
+  /**
+   * Removes one file after checking it again, right now: still under dest through no symlink, still
+   * a regular file, still old, and (orphans) still gone from the source.
+   * @returns what was removed, or `null` when the file is no longer to be removed.
+   */
+  private async removeOne(c: Candidate): Promise<{ size: number; mtimeMs: number } | null> {
+    const abs = await this.checkedPath(c.rel);
+    if (abs === null) return null;
+    const st = await lstat(abs).catch((err) => (['ENOENT', 'ENOTDIR'].includes(errorCode(err)) ? null : Promise.reject(err)));
+    if (!st?.isFile()) return null; // gone, or now a symlink or a folder: never ours to remove
+    if (st.mtimeMs >= (c.kind === 'temp' ? this.tempCutoffMs : this.cutoffMs)) return null; // written to since the listing
+    if (c.kind === 'orphan' && !(await this.isOrphan(c.rel))) return null;
+    if (!this.config.dryRun) {
+      try {
+        await unlink(abs);
+      } catch (err) {
+        if (errorCode(err) === 'ENOENT') return null;
+        throw err;
+      }
+    }
+    return { size: st.size, mtimeMs: st.mtimeMs };
+  }
+
+  /** Back in the source since the listing (a fresh upload with that name)? Anything at that path keeps it. */
+  private async isOrphan(rel: string): Promise<boolean> {
+    if (this.underUnreadable(rel)) return false;
+    try {
+      await lstat(join(this.config.source, rel));
+      return false;
+    } catch (err) {
+      if (['ENOENT', 'ENOTDIR'].includes(errorCode(err))) return true;
+      throw err;
+    }
+  }
+
+  /**
+   * `dest/rel`, once its folder is known to be where it was listed: its real path is dest's real
+   * path plus `rel`'s folders, so no folder on the way was swapped for a symlink leading out.
+   * `null` when the folder is gone.
+   */
+  private async checkedPath(rel: string): Promise<string | null> {
+    const abs = join(this.config.dest, rel);
+    const parent = parentOf(rel);
+    let real: string;
+    try {
+      real = await realpath(dirname(abs));
+    } catch (err) {
+      if (['ENOENT', 'ENOTDIR'].includes(errorCode(err))) return null;
+      throw err;
+    }
+    const expected = parent === '' ? this.destReal : join(this.destReal, parent);
+    if (real !== expected) {
+      throw new UploadSyncError('ERR_DEST_SYMLINK', `A folder on the way to ${rel} is now a symlink (to ${real}); nothing outside dest is removed`, { path: abs });
+    }
+    return abs;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Folders.
+
+  /**
+   * Removes, deepest first, the folders left empty: those this run emptied and, in orphan mode, the
+   * folders the source no longer has. A folder the source still has stays (a sync would make it
+   * again), and so does dest itself. `rmdir` only removes an empty folder, so a folder holding
+   * anything (a dotfile, a fresh temp file, a symlink) is kept.
+   */
+  private async removeEmptyFolders(dest: Listing): Promise<void> {
+    if (this.config.dryRun) return;
+    if (this.source !== null && (await this.sourceIdentity()) !== this.sourceId) this.refuseSource('changed during the cleanup');
+    const folders = new Set<string>();
+    if (this.source !== null) {
+      for (const rel of dest.dirs.keys()) if (rel !== '' && !this.source.dirs.has(rel) && !this.underUnreadable(rel)) folders.add(rel);
+    }
+    for (const rel of this.result.removed) {
+      for (let dir = parentOf(rel); dir !== ''; dir = parentOf(dir)) folders.add(dir);
+    }
+    const deepestFirst = [...folders].sort((a, b) => b.split('/').length - a.split('/').length || (a < b ? -1 : 1));
+    for (const rel of deepestFirst) {
+      try {
+        if (await lstat(join(this.config.source, rel)).then(() => true, () => false)) continue;
+        const abs = await this.checkedPath(rel);
+        if (abs === null) continue;
+        const st = await lstat(abs);
+        if (!st.isDirectory()) continue;
+        await rmdir(abs);
+        this.log.info(`Removed empty folder ${rel}`);
+      } catch (err) {
+        // Not empty, or gone: keep it quietly.
+        if (!['ENOTEMPTY', 'EEXIST', 'ENOENT', 'ENOTDIR'].includes(errorCode(err))) this.fail(rel, err);
+      }
+    }
+  }
+}

@@ -1,0 +1,105 @@
+import { cleanupOld } from '../cleanup.js';
+import { resolveConfig, type ResolvedConfig } from '../config.js';
+import { formatBytes } from '../log.js';
+import type { CleanupOptions, CleanupResult } from '../options.js';
+import {
+  COMMON_HELP,
+  PATH_OPTIONS,
+  STATUS_LABEL,
+  UsageError,
+  exitCodeOf,
+  formatDuration,
+  listFiles,
+  pathOptions,
+  printErrors,
+  showPath,
+  type Command,
+  type Values,
+} from './shared.js';
+
+export const cleanup: Command = {
+  summary: 'remove from the mirror what no longer belongs there',
+  usage: `upload-sync cleanup [--older-than DAYS] [--all] [--max-delete N] [--dry-run] [--json]
+
+Removes from dest the orphans (files whose source is gone) older than DAYS, the temp files
+of interrupted syncs (older than an hour), and the folders left empty (never dest itself).
+Refuses (exit 1, ERR_SOURCE_EMPTY) when the source is missing or holds no file that would be
+synced: an unmounted disk must not empty the mirror. Symlinks are never followed, files the
+extension filter (UPLOAD_SYNC_EXTENSIONS) excludes are never touched, and it waits for a
+running sync (the same lock). A cleanup run by hand always runs, like sync.
+
+  --older-than DAYS  minimum age, by modification time (default: UPLOAD_SYNC_CLEANUP_DAYS, else 30)
+  --all              every file that old, in the source or not (the old find -mtime +30 -delete:
+                     a sync copies the ones still in the source back)
+  --max-delete N     remove at most N files; the rest is reported and the exit code is 1
+                     (default: UPLOAD_SYNC_MAX_DELETE, else no cap)
+  --dry-run          print what would be removed, remove nothing
+  --json             print the result object (JSON) and nothing else on stdout
+  -v, --verbose      list every file
+
+${COMMON_HELP}
+
+Examples:
+  upload-sync cleanup --dry-run
+  upload-sync cleanup --older-than 7 --max-delete 500
+  upload-sync cleanup --all --older-than 90 --json`,
+  options: {
+    ...PATH_OPTIONS,
+    'older-than': { type: 'string' },
+    all: { type: 'boolean' },
+    'max-delete': { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    json: { type: 'boolean' },
+    verbose: { type: 'boolean', short: 'v' },
+  },
+  async run(values) {
+    const options = cleanupOptions(values, Boolean(values['dry-run']));
+    // Resolve first, so a configuration error is exit 2 with its message, before any work.
+    const config = resolveConfig(options);
+    const result = await cleanupOld(options);
+    if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else printCleanupSummary(config, result, Boolean(values.verbose));
+    return exitCodeOf(result);
+  },
+};
+
+/** The options of a cleanup run from the flags (`sync --cleanup` has none of its own: env and defaults). */
+export function cleanupOptions(values: Values, dryRun: boolean): CleanupOptions {
+  const options: CleanupOptions = { ...pathOptions(values), dryRun, force: true };
+  const days = values['older-than'];
+  if (typeof days === 'string') {
+    if (!/^\d+(\.\d+)?$/.test(days.trim())) throw new UsageError(`--older-than: expected a number of days >= 0, got ${JSON.stringify(days)}`);
+    options.olderThanDays = Number(days);
+  }
+  const max = values['max-delete'];
+  if (typeof max === 'string') {
+    if (!/^\d+$/.test(max.trim()) || Number(max) < 1) throw new UsageError(`--max-delete: expected a whole number >= 1, got ${JSON.stringify(max)}`);
+    options.maxDelete = Number(max);
+  }
+  if (values.all) options.orphansOnly = false;
+  return options;
+}
+
+/** Like the sync summary: a header and the files on a terminal, one line elsewhere. */
+export function printCleanupSummary(config: ResolvedConfig, r: CleanupResult, verbose: boolean): void {
+  const tty = Boolean(process.stdout.isTTY);
+  const out: string[] = [];
+  const what = `${showPath(config.dest)} (${config.orphansOnly ? 'orphans' : 'every file'} older than ${config.olderThanDays} day${config.olderThanDays === 1 ? '' : 's'})`;
+  if (tty) out.push(`${r.dryRun ? 'Would clean' : 'Cleaned'} ${what}`);
+  if (tty || verbose) out.push(...listFiles('-', r.removed, verbose));
+  const files = (n: number) => `${n} file${n === 1 ? '' : 's'}`;
+  const overCap = r.errors.filter((e) => e.code === 'ERR_MAX_DELETE');
+  const others = r.errors.filter((e) => e.code !== 'ERR_MAX_DELETE');
+  const parts = [
+    r.removed.length === 0 ? 'nothing to remove' : `${r.dryRun ? 'would remove' : 'removed'} ${files(r.removed.length)} (${formatBytes(r.bytesFreed)})`,
+    `${r.kept} kept`,
+    overCap.length > 0 ? `${overCap.length} over the cap` : '',
+    others.length > 0 ? `${others.length} error${others.length === 1 ? '' : 's'}` : '',
+  ].filter(Boolean);
+  out.push(`${STATUS_LABEL[r.status]}${r.dryRun ? ' (dry run)' : ''}: ${tty ? '' : `cleanup of ${what}: `}${parts.join(', ')} in ${formatDuration(r.durationMs)}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  printErrors(others);
+  if (overCap.length > 0) {
+    process.stderr.write(`upload-sync: stopped at the cap of ${config.maxDelete} (--max-delete, UPLOAD_SYNC_MAX_DELETE): ${files(overCap.length)} left for a later run, e.g. ${overCap[0]!.path}\n`);
+  }
+}

@@ -1,0 +1,132 @@
+import { parseInteger, resolveConfig } from '../config.js';
+import { formatBytes, formatLine, type Level } from '../log.js';
+import type { SyncResult, WatcherOptions } from '../options.js';
+import { createWatcher, type WatcherError } from '../watcher.js';
+import { COMMON_HELP, EXIT, PATH_OPTIONS, formatDuration, pathOptions, showPath, type Command, type Values } from './shared.js';
+
+/** Flags that set a watcher timing (each also has an env variable). */
+const TIMINGS = [
+  ['stable-ms', 'stableMs'],
+  ['debounce-ms', 'debounceMs'],
+  ['max-wait-ms', 'maxWaitMs'],
+  ['reconcile-ms', 'reconcileMs'],
+] as const;
+
+export const watch: Command = {
+  summary: 'watch the uploads folder and mirror each change (the PM2 process)',
+  usage: `upload-sync watch [--delete] [--polling] [--force] [--json] [--stable-ms MS]...
+
+Watches source and mirrors each new or changed file into dest once it has stopped changing,
+with a full reconcile at start and every --reconcile-ms. Logs one line per sync. Runs until
+SIGINT or SIGTERM, then finishes the copy in flight and exits 0. Tells PM2 it is ready
+(process.send('ready'), for wait_ready) after the first sync.
+
+Follows the environment's enable rule: when it disables sync (no NODE_ENV=production nor
+ENABLE_UPLOAD_SYNC=true, or DISABLE_UPLOAD_SYNC=true), it says so and exits 0.
+
+  --delete            also mirror deletions (default: UPLOAD_SYNC_DELETE)
+  --polling           poll instead of native events (network filesystems)
+  --force             watch even when the environment disables sync
+  --stable-ms MS      a file is synced once unchanged this long (default: UPLOAD_SYNC_STABLE_MS, else 1000)
+  --debounce-ms MS    batch window (default: UPLOAD_SYNC_DEBOUNCE_MS, else 200)
+  --max-wait-ms MS    longest a stable file waits for its batch (default: UPLOAD_SYNC_MAX_WAIT_MS, else 5000)
+  --reconcile-ms MS   full reconcile period, 0 for only at start (default: UPLOAD_SYNC_RECONCILE_MS, else 600000)
+  --json              one result object (JSON) per line per sync on stdout; messages go to stderr
+
+${COMMON_HELP}
+
+Examples:
+  upload-sync watch
+  ENABLE_UPLOAD_SYNC=true upload-sync watch --stable-ms 2000
+  pm2 start ecosystem.config.cjs --only upload-watcher   (see examples/pm2)`,
+  options: {
+    ...PATH_OPTIONS,
+    delete: { type: 'boolean' },
+    polling: { type: 'boolean' },
+    force: { type: 'boolean' },
+    json: { type: 'boolean' },
+    ...Object.fromEntries(TIMINGS.map(([flag]) => [flag, { type: 'string' as const }])),
+  },
+  run: runWatch,
+};
+
+async function runWatch(values: Values): Promise<number> {
+  const options: WatcherOptions = { ...pathOptions(values) };
+  if (values.delete) options.delete = true;
+  if (values.polling) options.usePolling = true;
+  if (values.force) options.force = true;
+  for (const [flag, key] of TIMINGS) {
+    const value = values[flag];
+    if (typeof value === 'string') options[key] = parseInteger(value, { name: `--${flag}`, isEnv: false }, { unit: ' of milliseconds' });
+  }
+  const json = Boolean(values.json);
+  const say = (level: Level, message: string) => (json || level !== 'INFO' ? process.stderr : process.stdout).write(formatLine(level, message));
+
+  const { source } = resolveConfig(options); // a configuration error throws here: exit 2
+  const watcher = createWatcher(options);
+  if (!watcher.enabled) {
+    say('INFO', 'Sync is disabled by the environment (DISABLE_UPLOAD_SYNC=true, or neither NODE_ENV=production nor ENABLE_UPLOAD_SYNC=true); not watching. Pass --force to watch anyway.');
+    return EXIT.OK;
+  }
+
+  // chokidar keeps the process alive while it watches; this covers the moments it does not (a restart).
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  let stopping = false;
+  watcher.on('sync', (result) => {
+    if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
+    else say(result.status === 'ok' ? 'INFO' : 'WARN', describe(result));
+  });
+  watcher.on('error', (err: WatcherError) => say('ERROR', `${err.code}: ${err.message}`));
+
+  const signal = new Promise<NodeJS.Signals>((resolve) => {
+    const onSignal = (name: NodeJS.Signals) => {
+      // A second signal ends the process at once, the default way.
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      resolve(name);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+
+  void watcher.ready.then(() => {
+    if (stopping) return;
+    const s = watcher.stats();
+    const how = s.mode === 'off' ? 'not watching (see the errors above), reconciling only' : s.mode === 'native' ? 'native events' : 'polling';
+    say('INFO', `Ready: watching ${showPath(source)} (${how}${s.sourcePresent ? '' : ', waiting for the folder to exist'})`);
+    // PM2's wait_ready: the process is online once the first sync is done.
+    if (typeof process.send === 'function') {
+      try {
+        process.send('ready', undefined, undefined, () => undefined);
+      } catch {
+        // The IPC channel is closed: nobody waits for it.
+      }
+    }
+  });
+
+  const received = await signal;
+  stopping = true;
+  say('INFO', `Stopping (${received}): finishing the sync in flight`);
+  await watcher.close();
+  clearInterval(keepAlive);
+  say('INFO', 'Stopped');
+  // A parent's IPC channel (PM2) must not keep the process from exiting.
+  process.channel?.unref();
+  return EXIT.OK;
+}
+
+/** One line per sync: what changed, then the first paths. */
+export function describe(r: SyncResult): string {
+  const files = (n: number) => `${n} file${n === 1 ? '' : 's'}`;
+  const changed = [...r.copied, ...r.updated];
+  const parts = [
+    changed.length === 0 ? 'nothing to copy' : `copied ${files(changed.length)} (${formatBytes(r.bytes)})`,
+    r.deleted.length > 0 ? `deleted ${files(r.deleted.length)}` : '',
+    `${r.unchanged} unchanged`,
+    r.errors.length > 0 ? `${r.errors.length} error${r.errors.length === 1 ? '' : 's'}` : '',
+  ].filter(Boolean);
+  const label = { ok: 'Synced', partial: 'Synced in part', failed: 'Sync failed', disabled: 'Sync disabled' }[r.status];
+  const shown = [...changed, ...r.deleted.map((p) => `-${p}`)];
+  const list = shown.length === 0 ? '' : `: ${shown.slice(0, 5).join(', ')}${shown.length > 5 ? ` and ${shown.length - 5} more` : ''}`;
+  return `${label}: ${parts.join(', ')} in ${formatDuration(r.durationMs)}${list}`;
+}

@@ -1,0 +1,72 @@
+import mime from 'mime-types';
+
+/**
+ * Where mime-db's answer is not what a browser's `<audio>` player expects. The types a route
+ * sends are what `canPlayType()` and the media-source checks know; `nosniff` is always set, so the
+ * type must be right.
+ */
+export const AUDIO_TYPE_OVERRIDES: Readonly<Record<string, string>> = Object.freeze({
+  // mime-db says `audio/x-flac`; `audio/flac` is the registered type (RFC 9639) that browsers list.
+  flac: 'audio/flac',
+  // mime-db says `audio/mp4` today, but older tables said `audio/x-m4a`, which Firefox does not play.
+  m4a: 'audio/mp4',
+  m4b: 'audio/mp4',
+  // ALAC comes in an MP4 container; mime-db has no entry.
+  alac: 'audio/mp4',
+  // An .opus file is Opus in an Ogg container (RFC 7845). `audio/opus` (RFC 7587) names the RTP
+  // payload, and Safari's canPlayType('audio/opus') is empty while it plays `audio/ogg; codecs=opus`.
+  opus: 'audio/ogg',
+  // mime-db says `video/webm`; uploads here are audio, and `<audio>` takes `audio/webm` at its word.
+  // Pass `contentTypes: { webm: 'video/webm' }` to a route that serves video.
+  webm: 'audio/webm',
+  weba: 'audio/webm',
+});
+
+/** The extension of a file name, lower case, without the dot (`''` when there is none). */
+export function extensionOf(name: string): string {
+  const base = name.slice(name.lastIndexOf('/') + 1);
+  const dot = base.lastIndexOf('.');
+  return dot <= 0 ? '' : base.slice(dot + 1).toLowerCase();
+}
+
+/**
+ * The bare media type (no parameters) for a file name: the caller's overrides, then ours, then
+ * mime-db; `false` when none knows the extension.
+ */
+export function mediaTypeOf(name: string, overrides?: Readonly<Record<string, string>>): string | false {
+  const ext = extensionOf(name);
+  if (ext === '') return false;
+  if (overrides !== undefined && Object.hasOwn(overrides, ext)) return overrides[ext]!;
+  if (Object.hasOwn(AUDIO_TYPE_OVERRIDES, ext)) return AUDIO_TYPE_OVERRIDES[ext]!;
+  return mime.lookup(ext);
+}
+
+/** The `Content-Type` header for a file name: text types get `charset=utf-8`; unknown ones `application/octet-stream`. */
+export function contentTypeOf(name: string, overrides?: Readonly<Record<string, string>>): string {
+  const type = mediaTypeOf(name, overrides);
+  if (type === false) return 'application/octet-stream';
+  return mime.contentType(type) || type;
+}
+
+/** The extension browsers' own names use for the audio types they send (mime-db's first pick for `audio/mpeg` is `mpga`). */
+const PREFERRED_EXTENSIONS: Readonly<Record<string, string>> = Object.freeze({
+  'audio/mpeg': 'mp3',
+  'audio/mp3': 'mp3',
+  'audio/mp4': 'm4a',
+  'audio/x-m4a': 'm4a',
+  'audio/aac': 'aac',
+  'audio/flac': 'flac',
+  'audio/x-flac': 'flac',
+  'audio/wav': 'wav',
+  'audio/wave': 'wav',
+  'audio/x-wav': 'wav',
+  'audio/ogg': 'ogg',
+  'audio/opus': 'opus',
+  'audio/webm': 'webm',
+});
+
+/** An extension for a declared media type (`audio/mpeg` → `mp3`), or `''`. */
+export function extensionForType(type: string): string {
+  const bare = type.split(';')[0]!.trim().toLowerCase();
+  return PREFERRED_EXTENSIONS[bare] ?? (mime.extension(bare) || '');
+}

@@ -1,0 +1,300 @@
+import { constants } from 'node:fs';
+import { open, realpath, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isInside, resolveConfig, type ResolvedConfig } from './config.js';
+import { UploadSyncError, errorCode, errorMessage } from './errors.js';
+import { isSyncablePath } from './filter.js';
+import { createLog } from './log.js';
+import { contentTypeOf } from './mime.js';
+import type { UploadsRoute, UploadsRouteContext, UploadsRouteOptions } from './options.js';
+import { chooseRange, isNotModified, isPreconditionFailure, isRangeFresh, validatorsOf, type Validators } from './range.js';
+
+/** `send`'s default: caches keep the file but revalidate it (a cheap 304 with the ETag). */
+export const DEFAULT_CACHE_CONTROL = 'public, max-age=0';
+export const DEFAULT_URL_PREFIX = '/uploads';
+
+/** Bytes read per chunk of a response body. */
+const CHUNK = 64 * 1024;
+
+/**
+ * A Next.js App Router route handler pair that serves the uploads folder from disk, so a file
+ * saved a moment ago plays at once (the standalone server lists `public/` only at startup).
+ *
+ * ```ts
+ * // app/uploads/[...path]/route.ts
+ * export const { GET, HEAD } = createUploadsRoute();
+ * ```
+ *
+ * Order of checks, as in `send`: the path (bad encoding or NUL 400; `..`, encoded slashes and
+ * backslashes 403; dotfiles, partial uploads, folders, missing files and symlinks leading out 404),
+ * then `stat`, 412, 304, `If-Range`, 416, 206, 200; HEAD stops after the headers. The file comes
+ * from the source folder, else from its mirror, and is streamed in 64 KiB reads, one at a time as
+ * the client takes them, so memory stays flat whatever the size.
+ * @throws UploadSyncError `ERR_CONFIG` at once for a bad route option; a bad environment shows as 500s.
+ */
+export function createUploadsRoute(options: UploadsRouteOptions = {}): UploadsRoute {
+  const route = checkRouteOptions(options);
+  let config: ResolvedConfig | undefined;
+
+  // The environment is read at the first request, not at import: `next build` imports route
+  // modules with its own cwd and environment.
+  const getConfig = () => (config ??= resolveConfig({ root: options.root, source: options.source, dest: options.dest, extensions: options.extensions, logger: options.logger, logFile: options.logFile }));
+
+  const handle = async (request: Request, context: UploadsRouteContext | undefined, head: boolean): Promise<Response> => {
+    try {
+      return await serve(request, context, head, getConfig(), route);
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'EACCES' || code === 'EPERM') return plain(403, head);
+      createLog('route', config?.logFile ?? null, options.logger ?? null).error(`Cannot serve ${safeUrl(request)}: ${code}: ${errorMessage(err)}`);
+      return plain(500, head);
+    }
+  };
+  return {
+    GET: (request, context) => handle(request, context, false),
+    HEAD: (request, context) => handle(request, context, true),
+  };
+}
+
+interface RouteSettings {
+  urlPrefix: string | undefined;
+  cacheControl: string;
+  fallbackToDest: boolean;
+  contentTypes: Readonly<Record<string, string>> | undefined;
+  headers: Readonly<Record<string, string>>;
+}
+
+function checkRouteOptions(options: UploadsRouteOptions): RouteSettings {
+  const bad = (name: string, expected: string, got: unknown): never => {
+    throw new UploadSyncError('ERR_CONFIG', `Invalid option \`${name}\` of createUploadsRoute: expected ${expected}, got ${typeof got === 'string' ? JSON.stringify(got) : String(got)}`);
+  };
+  if (options === null || typeof options !== 'object') bad('options', 'an options object', options);
+  const { urlPrefix, cacheControl = DEFAULT_CACHE_CONTROL, fallbackToDest = true, contentTypes, headers = {} } = options;
+  if (urlPrefix !== undefined && (typeof urlPrefix !== 'string' || !urlPrefix.startsWith('/') || /[?#\\]/.test(urlPrefix))) {
+    bad('urlPrefix', 'a path starting with "/" such as "/uploads"', urlPrefix);
+  }
+  if (cacheControl !== false && (typeof cacheControl !== 'string' || /[\r\n]/.test(cacheControl))) bad('cacheControl', 'a header value or false', cacheControl);
+  if (typeof fallbackToDest !== 'boolean') bad('fallbackToDest', 'true or false', fallbackToDest);
+  for (const [name, value] of [['contentTypes', contentTypes ?? {}], ['headers', headers]] as const) {
+    if (value === null || typeof value !== 'object' || Object.values(value).some((v) => typeof v !== 'string' || /[\r\n]/.test(v))) {
+      bad(name, 'an object of header values', value);
+    }
+  }
+  const lowerTypes = contentTypes && Object.fromEntries(Object.entries(contentTypes).map(([ext, type]) => [ext.replace(/^\./, '').toLowerCase(), type]));
+  return {
+    // As the URL parser writes it (percent-encoded), without a trailing slash.
+    urlPrefix: urlPrefix === undefined ? undefined : new URL(urlPrefix, 'http://x').pathname.replace(/\/+$/, ''),
+    cacheControl: withNoTransform(cacheControl),
+    fallbackToDest,
+    contentTypes: lowerTypes,
+    headers,
+  };
+}
+
+/**
+ * `no-transform` is always part of `Cache-Control`: Next's server gzips compressible responses
+ * (text, JSON, SVG) when the client accepts it, a 206 included, whose `Content-Range` then counts
+ * bytes the body no longer has, under a strong ETag. The `compression` middleware honours it.
+ */
+function withNoTransform(cacheControl: string | false): string {
+  if (cacheControl === false || cacheControl.trim() === '') return 'no-transform';
+  return /(?:^|,)\s*no-transform\s*(?:,|$)/i.test(cacheControl) ? cacheControl : `${cacheControl}, no-transform`;
+}
+
+/**
+ * The requested path as raw (still percent-encoded) segments, or `null` when the URL is not under
+ * the route. With an explicit `urlPrefix`, what follows it. Otherwise the last N segments of the
+ * URL, N being the length of Next's `params.path` (so the route works under any folder and any
+ * `basePath`), when they decode to those params; else what follows `/uploads`.
+ *
+ * The raw URL is used rather than Next's params because Next decodes each segment once: `a%2Fb`
+ * arrives as the one param `a/b` and `..%2fsecret` as `../secret`, which a join would follow.
+ */
+export async function requestSegments(url: string, context: UploadsRouteContext | undefined, urlPrefix: string | undefined): Promise<string[] | null> {
+  const pathname = new URL(url).pathname; // the WHATWG parser has already resolved `.`/`..` (and `%2e`) segments
+  const under = (prefix: string) => (pathname.startsWith(`${prefix}/`) ? pathname.slice(prefix.length + 1).split('/') : null);
+  if (urlPrefix !== undefined) return under(urlPrefix);
+  const params: unknown = await context?.params;
+  const names = params !== null && typeof params === 'object' ? (params as Record<string, unknown>).path : undefined;
+  if (Array.isArray(names) && names.length > 0 && names.every((n) => typeof n === 'string')) {
+    const raw = pathname.split('/');
+    const tail = raw.slice(-names.length);
+    if (raw.length > names.length && tail.every((seg, i) => safeDecode(seg) === names[i])) return tail;
+  }
+  return under(DEFAULT_URL_PREFIX);
+}
+
+function safeDecode(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+}
+
+/** A request path checked segment by segment: the decoded segments, or the status that refuses it. */
+export function checkSegments(raw: readonly string[]): { ok: true; segments: string[] } | { ok: false; status: 400 | 403 | 404 } {
+  const segments: string[] = [];
+  for (const seg of raw) {
+    const decoded = safeDecode(seg);
+    if (decoded === null || decoded.includes('\0')) return { ok: false, status: 400 };
+    segments.push(decoded);
+  }
+  // Traversal, however spelled: `..` (decoded from `%2e%2e` after the URL parser's own pass),
+  // an encoded slash or a backslash inside a segment.
+  if (segments.some((s) => s === '.' || s === '..' || s.includes('/') || s.includes('\\'))) return { ok: false, status: 403 };
+  if (segments.length === 0 || segments.some((s) => s === '')) return { ok: false, status: 404 };
+  return { ok: true, segments };
+}
+
+async function serve(request: Request, context: UploadsRouteContext | undefined, head: boolean, config: ResolvedConfig, route: RouteSettings): Promise<Response> {
+  const raw = await requestSegments(request.url, context, route.urlPrefix);
+  if (raw === null) return plain(404, head);
+  const checked = checkSegments(raw);
+  if (!checked.ok) return plain(checked.status, head);
+  // Served exactly when the sync would mirror it: no dotfiles (our temp files among them), no
+  // partial uploads, only the extensions the filter allows. Hidden files answer 404, as in `send`.
+  if (!isSyncablePath(checked.segments.join('/'), config.extensions)) return plain(404, head);
+
+  const bases = route.fallbackToDest ? [config.source, config.dest] : [config.source];
+  let file: OpenFile | null = null;
+  for (const base of bases) {
+    file = await openInside(base, checked.segments);
+    if (file !== null) break;
+  }
+  if (file === null) return plain(404, head);
+
+  let keepOpen = false;
+  try {
+    const { size, mtimeMs } = file.stat;
+    const v = validatorsOf(size, mtimeMs);
+    const headers = baseHeaders(route, v);
+    if (isPreconditionFailure(request.headers, v)) return plain(412, head);
+    if (isNotModified(request.headers, v)) return new Response(null, { status: 304, headers });
+
+    let range = chooseRange(size, request.headers.get('range'));
+    if (range.kind !== 'whole' && !isRangeFresh(request.headers.get('if-range'), v)) range = { kind: 'whole' };
+    if (range.kind === 'unsatisfiable') {
+      headers.set('Content-Range', `bytes */${size}`);
+      return plain(416, head, headers);
+    }
+    const [start, end] = range.kind === 'partial' ? [range.start, range.end] : [0, size - 1];
+    headers.set('Content-Type', contentTypeOf(checked.segments[checked.segments.length - 1]!, route.contentTypes));
+    headers.set('Content-Length', String(end - start + 1));
+    if (range.kind === 'partial') headers.set('Content-Range', `bytes ${start}-${end}/${size}`);
+    const status = range.kind === 'partial' ? 206 : 200;
+    if (head || end < start) return new Response(null, { status, headers });
+    keepOpen = true;
+    return new Response(fileBody(file.handle, start, end), { status, headers });
+  } finally {
+    if (!keepOpen) await file.handle.close().catch(() => undefined);
+  }
+}
+
+interface OpenFile {
+  handle: FileHandle;
+  stat: { size: number; mtimeMs: number };
+}
+
+/** Errors that mean "no such file here": try the next folder, or answer 404. */
+const NOT_FOUND = new Set(['ENOENT', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP', 'EISDIR']);
+
+/**
+ * Opens `base/segments` for reading if it is a regular file whose real path (after symlinks) is
+ * inside `base`; `null` otherwise. The real path is opened with `O_NOFOLLOW`, so a link swapped in
+ * after the check is refused rather than followed.
+ */
+async function openInside(base: string, segments: readonly string[]): Promise<OpenFile | null> {
+  let handle: FileHandle | undefined;
+  try {
+    const [baseReal, real] = await Promise.all([realpath(base), realpath(join(base, ...segments))]);
+    if (!isInside(real, baseReal)) return null;
+    handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const st = await handle.stat();
+    if (!st.isFile()) {
+      await handle.close();
+      return null;
+    }
+    return { handle, stat: { size: st.size, mtimeMs: st.mtimeMs } };
+  } catch (err) {
+    await handle?.close().catch(() => undefined);
+    if (NOT_FOUND.has(errorCode(err))) return null;
+    throw err;
+  }
+}
+
+function baseHeaders(route: RouteSettings, v: Validators): Headers {
+  const headers = new Headers(route.headers);
+  headers.set('Accept-Ranges', 'bytes');
+  headers.set('Cache-Control', route.cacheControl);
+  headers.set('ETag', v.etag);
+  headers.set('Last-Modified', new Date(v.lastModified).toUTCString());
+  headers.set('X-Content-Type-Options', 'nosniff');
+  return headers;
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  412: 'Precondition Failed',
+  416: 'Range Not Satisfiable',
+  500: 'Internal Server Error',
+};
+
+/** A short text answer for an error status (no body for HEAD). */
+function plain(status: number, head: boolean, headers = new Headers()): Response {
+  const body = `${REASONS[status] ?? 'Error'}\n`;
+  headers.set('Content-Type', 'text/plain; charset=utf-8');
+  headers.set('Content-Length', String(Buffer.byteLength(body)));
+  headers.set('X-Content-Type-Options', 'nosniff');
+  if (!headers.has('Accept-Ranges')) headers.set('Accept-Ranges', 'bytes');
+  return new Response(head ? null : body, { status, headers });
+}
+
+/**
+ * Bytes `start..end` (inclusive) of an open file as a web stream. Pull-based: a read happens only
+ * when the consumer asks for more, so a slow client holds at most a chunk or two in memory. The
+ * file is closed at the end, on error, and when the client goes away (cancel).
+ */
+export function fileBody(handle: FileHandle, start: number, end: number): ReadableStream<Uint8Array> {
+  let position = start;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await handle.close().catch(() => undefined);
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const length = Math.min(CHUNK, end + 1 - position);
+        try {
+          const chunk = new Uint8Array(length);
+          const { bytesRead } = await handle.read(chunk, 0, length, position);
+          // The file shrank while it was sent: cut the response rather than pad it.
+          if (bytesRead === 0) throw new Error(`File ended at byte ${position}, before the ${end + 1} announced`);
+          position += bytesRead;
+          controller.enqueue(bytesRead === length ? chunk : chunk.subarray(0, bytesRead));
+          if (position > end) {
+            await close();
+            controller.close();
+          }
+        } catch (err) {
+          await close();
+          controller.error(err);
+        }
+      },
+      cancel: close,
+    },
+    { highWaterMark: 1 },
+  );
+}
+
+function safeUrl(request: Request): string {
+  try {
+    return new URL(request.url).pathname;
+  } catch {
+    return '(bad url)';
+  }
+}

@@ -1,0 +1,765 @@
+import { EventEmitter } from 'node:events';
+import type { Stats } from 'node:fs';
+import { readdir, realpath, stat } from 'node:fs/promises';
+import { basename, isAbsolute, join, relative, sep } from 'node:path';
+import { performance } from 'node:perf_hooks';
+// Types only: chokidar itself is loaded with `import()` when a watcher starts, so the main entry
+// (and `require('upload-sync')`) never loads it.
+import type { FSWatcher } from 'chokidar';
+import { resolveConfig, type ResolvedConfig } from './config.js';
+import { errorCode, errorMessage } from './errors.js';
+import { isIgnoredName, isSyncablePath, matchesExtensions, toPosix } from './filter.js';
+import { createLog, type RunLog } from './log.js';
+import type { SyncErrorEntry, SyncOptions, SyncResult, WatcherOptions } from './options.js';
+import { syncUploads } from './sync.js';
+
+/** What the `error` event carries: a stable `code` (Node's, such as `EACCES`, or ours) and, where one is involved, the `path`. */
+export interface WatcherError extends Error {
+  code: string;
+  /** Source-relative, `/`-separated, when the error is about one path. */
+  path?: string | undefined;
+}
+
+/** The events of an `UploadWatcher`. */
+export interface WatcherEventMap {
+  /** Watching has begun and the first full sync (the start reconcile) is done. Not emitted when disabled. */
+  ready: [];
+  /** A sync ran: a batch of changed paths, a reconcile, or a `flush()`. */
+  sync: [result: SyncResult];
+  /**
+   * Something went wrong (a sync error, a folder that cannot be watched, the source folder gone);
+   * the watcher goes on. Emitted only while someone listens, so it never crashes a process as an
+   * unhandled `error` event; it is always logged.
+   */
+  error: [error: WatcherError];
+}
+
+/** A snapshot of what the watcher is doing (`stats()`). */
+export interface WatcherStats {
+  /** How chokidar watches: `native` (inotify, FSEvents), `polling`, or `off` (disabled, closed, chokidar unavailable). */
+  mode: 'native' | 'polling' | 'off';
+  /** Whether the source folder exists; while it does not, the watcher waits for it. */
+  sourcePresent: boolean;
+  /** Source-relative paths seen changing and not synced yet (waiting to be stable, or for their batch), sorted. */
+  pending: string[];
+  /** A sync is running now. */
+  syncing: boolean;
+  /** Sync runs done: batches, reconciles and flushes. */
+  syncs: number;
+  /** Full reconciles done (the one at start included). */
+  reconciles: number;
+  /** Files copied, updated or deleted in dest. */
+  filesSynced: number;
+  /** Bytes copied. */
+  bytes: number;
+  /** Errors reported (each also an `error` event and a log line). */
+  errors: number;
+  /** When the last sync ended. */
+  lastSyncAt: Date | null;
+  lastError: { code: string; message: string; path?: string; at: Date } | null;
+}
+
+/** A running watcher (`createWatcher()`). */
+export interface UploadWatcher extends EventEmitter<WatcherEventMap> {
+  /** `false` when the environment disables sync and `force` was not given: nothing is watched. */
+  readonly enabled: boolean;
+  /** Resolves once watching has begun and the first full sync is done (at once when disabled). Never rejects. */
+  readonly ready: Promise<void>;
+  /**
+   * Syncs every pending path now, without waiting for it to be stable; resolves with that run's
+   * result (`ok` with empty lists when nothing is pending). Waits for `ready` and for a sync in flight.
+   */
+  flush(): Promise<SyncResult>;
+  /**
+   * Stops watching; resolves once the sync in flight has finished its copies (no new copy starts).
+   * Pending paths are not synced (call `flush()` first for that); the next start's reconcile catches them.
+   * Idempotent: every call returns the same promise.
+   */
+  close(): Promise<void>;
+  stats(): WatcherStats;
+}
+
+/** How often the source folder itself is checked (gone, back, replaced): one `stat`. */
+const SOURCE_CHECK_MS = 1000;
+/** Longest wait before a sync that failed as a whole (lock not obtained, dest unwritable) is tried again. */
+const MAX_RETRY_MS = 60_000;
+
+/**
+ * Watches the uploads folder and mirrors each change into dest with targeted syncs. Returns a
+ * started watcher: it watches first, then runs a full reconcile (so nothing created during start-up
+ * is lost), then a reconcile every `reconcileMs`. A path is synced once its size and mtime have been
+ * stable for `stableMs`; stable paths are batched by `debounceMs`, for at most `maxWaitMs`.
+ *
+ * chokidar is imported here, lazily, and nowhere else.
+ * @throws UploadSyncError `ERR_CONFIG` for a bad option or environment variable.
+ * @example
+ * const watcher = createWatcher({ stableMs: 1000 });
+ * watcher.on('sync', (r) => console.log(r.status, r.copied));
+ * await watcher.ready;
+ */
+export function createWatcher(options: WatcherOptions = {}): UploadWatcher {
+  return new Watcher(resolveConfig(options));
+}
+
+/** The options every sync of one watcher shares: the resolved config, so the environment is read once. */
+function syncOptionsOf(c: ResolvedConfig): SyncOptions {
+  return {
+    root: c.root,
+    source: c.source,
+    dest: c.dest,
+    force: true, // the watcher applied the enable rule when it was created
+    extensions: c.extensions === null ? '*' : [...c.extensions],
+    delete: c.delete,
+    strategy: c.strategy,
+    fileMode: c.fileMode ?? undefined,
+    dirMode: c.dirMode ?? undefined,
+    concurrency: c.concurrency,
+    logFile: c.logFile ?? false,
+    logger: c.logger ?? undefined,
+    lockDir: c.lockDir,
+    lockTimeoutMs: c.lockTimeoutMs,
+  };
+}
+
+function emptyResult(status: SyncResult['status'] = 'ok'): SyncResult {
+  return { status, dryRun: false, copied: [], updated: [], deleted: [], unchanged: 0, errors: [], bytes: 0, durationMs: 0 };
+}
+
+/** `dev:ino` of the source folder, or `null` when it is missing (or not a folder). */
+async function folderId(path: string): Promise<string | null> {
+  try {
+    const st = await stat(path);
+    return st.isDirectory() ? `${st.dev}:${st.ino}` : null;
+  } catch {
+    return null;
+  }
+}
+
+/** What a pending path looks like now; the same string twice means no write in between. */
+async function stateOf(path: string): Promise<string> {
+  try {
+    const st = await stat(path);
+    if (st.isDirectory()) return 'dir';
+    return st.isFile() ? `${st.size}:${st.mtimeMs}:${st.ino}` : 'other';
+  } catch (err) {
+    const code = errorCode(err);
+    return code === 'ENOENT' || code === 'ENOTDIR' ? 'gone' : `error:${code}`;
+  }
+}
+
+/** Drops paths inside a folder that is also listed (the folder's run covers them) and duplicates. */
+export function collapse(paths: Iterable<string>): string[] {
+  const set = new Set(paths);
+  return [...set]
+    .filter((p) => {
+      for (let i = p.indexOf('/'); i !== -1; i = p.indexOf('/', i + 1)) if (set.has(p.slice(0, i))) return false;
+      return true;
+    })
+    .sort();
+}
+
+function toWatcherError(code: string, message: string, path?: string, cause?: unknown): WatcherError {
+  const err = new Error(message, cause === undefined ? undefined : { cause }) as WatcherError;
+  err.code = code;
+  if (path !== undefined) err.path = path;
+  return err;
+}
+
+const elapsed = (since: number) => Math.round((performance.now() - since) * 100) / 100;
+
+interface PendingPath {
+  /** `stateOf` at the last look ('' before the first). */
+  state: string;
+  /** When that state was first seen (or the last event came): stable once this is `stableMs` old. */
+  since: number;
+}
+
+interface NewFolder {
+  /** Names seen at the last listing (`/`-suffixed for folders). */
+  names: Set<string> | null;
+  key: string;
+  since: number;
+}
+
+class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
+  readonly enabled: boolean;
+  readonly ready: Promise<void>;
+
+  private readonly config: ResolvedConfig;
+  private readonly syncOptions: SyncOptions;
+  private readonly log: RunLog;
+  /** How often pending paths are looked at: a tenth of `stableMs`, within 10–100 ms. */
+  private readonly pollMs: number;
+  /** Aborted by `close()`: a sync in flight finishes its copies and starts no new one. */
+  private readonly abort = new AbortController();
+  private resolveReady!: () => void;
+  private starting: Promise<void> = Promise.resolve();
+  private closing: Promise<void> | null = null;
+  private closed = false;
+
+  private chokidar: typeof import('chokidar') | null = null;
+  private fsw: FSWatcher | null = null;
+  /** Resolves the wait for the current chokidar instance's `ready` (when it is closed first). */
+  private stopWaiting: (() => void) | null = null;
+  private usePolling: boolean;
+  /** Restarts of chokidar (source back, replaced, or a fall back to polling), one at a time. */
+  private restarts: Promise<void> = Promise.resolve();
+  private restarting = false;
+  private checking = false;
+  /** `dev:ino` of the watched source folder; `null` while it is missing. */
+  private sourceId: string | null = null;
+  private sourceReal: string | null = null;
+
+  /** Paths seen changing, waiting to be stable. */
+  private readonly pending = new Map<string, PendingPath>();
+  /** Stable paths waiting for their batch, with the time each became stable (oldest first). */
+  private readonly stable = new Map<string, number>();
+  /** Folders created since the start: listed on each poll until their listing is stable (chokidar can miss a file written into a folder it has just read). */
+  private readonly newFolders = new Map<string, NewFolder>();
+  /** Last event or newly stable path: the batch waits `debounceMs` after it. */
+  private lastActivity = 0;
+  /** A sync failed as a whole: no batch before this time. */
+  private retryAt = 0;
+  private retryMs = 0;
+
+  private pollTimer: NodeJS.Timeout | null = null;
+  private polling = false;
+  private batchTimer: NodeJS.Timeout | null = null;
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  private sourceTimer: NodeJS.Timeout | null = null;
+
+  /** Every sync (batch, reconcile, flush) runs through this queue, one at a time. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private running = 0;
+  private batchQueued = false;
+  private reconcileQueued: Promise<void> | null = null;
+
+  private counts = { syncs: 0, reconciles: 0, filesSynced: 0, bytes: 0, errors: 0 };
+  private lastSyncAt: Date | null = null;
+  private lastError: WatcherStats['lastError'] = null;
+
+  constructor(config: ResolvedConfig) {
+    super();
+    this.config = config;
+    this.syncOptions = syncOptionsOf(config);
+    this.enabled = config.enabled || config.force;
+    this.usePolling = config.usePolling;
+    this.pollMs = Math.min(100, Math.max(10, Math.round(config.stableMs / 10)));
+    this.log = createLog('watch', config.logFile, config.logger);
+    this.ready = new Promise((resolve) => (this.resolveReady = resolve));
+    if (!this.enabled) {
+      this.log.info('Watcher disabled by the environment (set NODE_ENV=production or ENABLE_UPLOAD_SYNC=true, or pass force); not watching');
+      this.resolveReady();
+      return;
+    }
+    this.starting = this.start();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Public API.
+
+  async flush(): Promise<SyncResult> {
+    if (!this.enabled) return emptyResult('disabled');
+    await this.ready;
+    return this.enqueue(async () => {
+      if (this.closed) return emptyResult();
+      // A last look at new folders, so a file chokidar has not reported yet is flushed too.
+      await Promise.all([...this.newFolders].map(([rel, f]) => this.rescan(rel, f)));
+      const paths = [...this.pending.keys(), ...this.stable.keys()];
+      this.pending.clear();
+      this.stable.clear();
+      if (paths.length === 0) return emptyResult();
+      return this.runBatch(paths);
+    }, (err) => ({ ...emptyResult('failed'), errors: [{ path: '', code: errorCode(err), message: errorMessage(err) }] }));
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  stats(): WatcherStats {
+    const fsw = this.fsw;
+    return {
+      mode: fsw === null || this.closed ? 'off' : fsw.options.usePolling ? 'polling' : 'native',
+      sourcePresent: this.sourceId !== null,
+      pending: [...new Set([...this.pending.keys(), ...this.stable.keys()])].sort(),
+      syncing: this.running > 0,
+      ...this.counts,
+      lastSyncAt: this.lastSyncAt,
+      lastError: this.lastError && { ...this.lastError },
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Start and stop.
+
+  private async start(): Promise<void> {
+    try {
+      try {
+        this.chokidar = await import('chokidar');
+      } catch (err) {
+        this.report(toWatcherError(errorCode(err), `Cannot load chokidar (${errorMessage(err)}); only the reconcile every reconcileMs runs`, undefined, err));
+      }
+      if (this.closed) return;
+      this.sourceTimer = setInterval(() => void this.checkSource(), SOURCE_CHECK_MS).unref();
+      // Watch first, then reconcile: a file created in between is seen by one or the other.
+      await this.watch();
+      await this.restarts;
+      if (this.closed) return;
+      await this.requestReconcile(true);
+      if (this.closed) return;
+      this.scheduleReconcile();
+      this.log.info(`Watching ${this.config.source} -> ${this.config.dest} (${this.stats().mode}, stable ${this.config.stableMs} ms)`);
+      this.emitSafe('ready');
+    } catch (err) {
+      this.report(err);
+    } finally {
+      this.resolveReady();
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closed = true;
+    this.abort.abort();
+    for (const timer of [this.pollTimer, this.batchTimer, this.reconcileTimer]) if (timer) clearTimeout(timer);
+    if (this.sourceTimer) clearInterval(this.sourceTimer);
+    await this.unwatch();
+    // The start, a restart and the sync in flight see `closed` and the abort, and end soon.
+    await Promise.allSettled([this.starting, this.restarts, this.queue]);
+    await this.unwatch();
+    this.pending.clear();
+    this.stable.clear();
+    this.newFolders.clear();
+    await this.log.flush();
+    this.resolveReady();
+  }
+
+  /** (Re)starts chokidar on the source folder; resolves once its first scan is done. */
+  private async watch(): Promise<void> {
+    await this.unwatch();
+    this.sourceId = await folderId(this.config.source);
+    this.sourceReal = this.sourceId === null ? null : await realpath(this.config.source).catch(() => null);
+    // A restart forgets what was pending: the reconcile that follows finds it again.
+    this.pending.clear();
+    this.stable.clear();
+    this.newFolders.clear();
+    if (this.sourceId === null) this.log.warn(`Source folder ${this.config.source} does not exist; waiting for it (checked every ${SOURCE_CHECK_MS / 1000} s)`);
+    if (this.closed || this.chokidar === null) return;
+    const fsw = new this.chokidar.FSWatcher({
+      ignoreInitial: true, // the reconcile covers what is already there
+      followSymlinks: false, // symlinks are synced (or refused) by the engine, never followed out
+      usePolling: this.usePolling,
+      persistent: true, // an open watcher keeps its process alive
+      ignored: (path: string, stats?: Stats) => this.isIgnored(path, stats),
+    });
+    this.fsw = fsw;
+    fsw.on('all', (event, path) => {
+      if (this.fsw === fsw) this.onEvent(event, path);
+    });
+    fsw.on('error', (err: unknown) => {
+      if (this.fsw === fsw) this.onWatchError(err);
+    });
+    let stop!: () => void;
+    await new Promise<void>((resolve) => {
+      this.stopWaiting = stop = resolve;
+      fsw.once('ready', resolve);
+      // A missing source is watched too: chokidar then watches its parent, which keeps the process alive.
+      fsw.add(this.sourceReal ?? this.config.source);
+    });
+    if (this.stopWaiting === stop) this.stopWaiting = null;
+  }
+
+  private async unwatch(): Promise<void> {
+    const fsw = this.fsw;
+    this.fsw = null;
+    this.stopWaiting?.();
+    this.stopWaiting = null;
+    if (fsw) await fsw.close().catch((err) => this.report(err));
+  }
+
+  /** Restarts watching (one restart at a time), then reconciles what happened meanwhile. */
+  private restart(): Promise<void> {
+    this.restarts = this.restarts
+      .then(async () => {
+        if (this.closed) return;
+        this.restarting = true;
+        try {
+          await this.watch();
+        } finally {
+          this.restarting = false;
+        }
+        // (During the start too: the start's own reconcile may have run before this watch began.)
+        if (this.sourceId !== null) await this.requestReconcile(false);
+      })
+      .catch((err) => this.report(err));
+    return this.restarts;
+  }
+
+  /** The source folder gone, back, or replaced by another folder (chokidar does not recover from that by itself). */
+  private async checkSource(): Promise<void> {
+    if (this.closed || this.restarting || this.checking) return;
+    this.checking = true;
+    try {
+      const id = await folderId(this.config.source);
+      if (id === this.sourceId || this.closed || this.restarting) return;
+      if (id === null) this.report(toWatcherError('ERR_SOURCE_MISSING', `Source folder ${this.config.source} is gone; waiting for it to come back`));
+      else this.log.info(`Source folder ${this.config.source} ${this.sourceId === null ? 'is there now' : 'was replaced'}; watching it again`);
+      await this.restart();
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Events.
+
+  /** Source-relative `/`-path of an absolute one; `null` outside the source. */
+  private relOf(abs: string): string | null {
+    const rel = relative(this.sourceReal ?? this.config.source, abs);
+    if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return null;
+    return toPosix(rel);
+  }
+
+  /** Dotfiles (our temp files among them), partial uploads, and files the extension filter excludes. */
+  private isIgnored(path: string, stats?: Stats): boolean {
+    const rel = this.relOf(path);
+    if (rel === null || rel === '') return false;
+    if (rel.split('/').some(isIgnoredName)) return true;
+    return stats?.isFile() === true && !matchesExtensions(basename(path), this.config.extensions);
+  }
+
+  private onEvent(event: string, abs: string): void {
+    if (this.closed) return;
+    const rel = this.relOf(abs);
+    if (rel === null) return;
+    if (rel === '') {
+      // The source folder itself was removed or created.
+      void this.checkSource();
+      return;
+    }
+    if (rel.split('/').some(isIgnoredName)) return;
+    switch (event) {
+      case 'add':
+      case 'change':
+        if (isSyncablePath(rel, this.config.extensions)) this.touch(rel);
+        break;
+      case 'unlink':
+        // Without `delete` a removal needs nothing; a pending path that is gone is dropped by the poll.
+        if (this.config.delete && isSyncablePath(rel, this.config.extensions)) this.touch(rel);
+        break;
+      case 'addDir':
+        this.addNewFolder(rel);
+        break;
+      case 'unlinkDir':
+        this.newFolders.delete(rel);
+        if (this.config.delete) this.touch(rel);
+        break;
+    }
+  }
+
+  private onWatchError(err: unknown): void {
+    const code = errorCode(err);
+    if ((code === 'ENOSPC' || code === 'EMFILE') && !this.usePolling) {
+      this.usePolling = true;
+      const limit = code === 'ENOSPC' ? 'fs.inotify.max_user_watches' : 'fs.inotify.max_user_instances (or the open file limit, ulimit -n)';
+      this.report(
+        toWatcherError(
+          code,
+          `Cannot watch ${this.config.source} with native events: the system limit on inotify watches was reached (${code}). ` +
+            `Raise ${limit}, e.g. 'echo ${code === 'ENOSPC' ? 'fs.inotify.max_user_watches=524288' : 'fs.inotify.max_user_instances=1024'} | sudo tee /etc/sysctl.d/60-upload-sync.conf && sudo sysctl --system', then restart. ` +
+            'Falling back to polling meanwhile (more CPU on large trees).',
+          undefined,
+          err,
+        ),
+      );
+      void this.restart();
+      return;
+    }
+    const path = (err as { path?: unknown }).path;
+    const rel = typeof path === 'string' ? (this.relOf(path) ?? path) : undefined;
+    this.report(toWatcherError(code, `Watch error${rel ? ` on ${rel}` : ''}: ${errorMessage(err)}; the rest of the tree is still watched`, rel, err));
+  }
+
+  /** A path changed: (re)start its stability clock. A stable path that changes again is pending again. */
+  private touch(rel: string): void {
+    const now = Date.now();
+    this.stable.delete(rel);
+    const p = this.pending.get(rel);
+    if (p) p.since = now;
+    else this.pending.set(rel, { state: '', since: now });
+    this.lastActivity = now;
+    this.schedulePoll();
+  }
+
+  /** A path found by a listing: pending unless it is already. */
+  private track(rel: string): void {
+    if (this.pending.has(rel) || this.stable.has(rel)) return;
+    this.pending.set(rel, { state: '', since: Date.now() });
+    this.schedulePoll();
+  }
+
+  private addNewFolder(rel: string): void {
+    if (this.newFolders.has(rel)) return;
+    this.newFolders.set(rel, { names: null, key: '', since: Date.now() });
+    this.lastActivity = Date.now();
+    this.schedulePoll();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Write-finish detection: only pending paths are looked at, never the tree.
+
+  private schedulePoll(): void {
+    if (this.pollTimer || this.polling || this.closed) return;
+    if (this.pending.size === 0 && this.newFolders.size === 0) return;
+    this.pollTimer = setTimeout(() => void this.poll(), this.pollMs).unref();
+  }
+
+  private async poll(): Promise<void> {
+    this.pollTimer = null;
+    if (this.closed || this.sourceReal === null) return;
+    this.polling = true;
+    try {
+      const base = this.sourceReal;
+      const { stableMs } = this.config;
+      await Promise.all(
+        [...this.pending].map(async ([rel, p]) => {
+          const state = await stateOf(join(base, rel));
+          if (this.pending.get(rel) !== p) return; // flushed meanwhile
+          const now = Date.now();
+          // A folder is not synced as a whole (it may hold files being written): its files are, one by one.
+          if (state === 'dir' || state === 'other' || (state === 'gone' && !this.config.delete)) {
+            this.pending.delete(rel);
+          } else if (state !== p.state) {
+            p.state = state;
+            p.since = now;
+          } else if (now - p.since >= stableMs) {
+            this.pending.delete(rel);
+            this.stable.set(rel, now);
+            this.lastActivity = now;
+          }
+        }),
+      );
+      await Promise.all([...this.newFolders].map(([rel, f]) => this.rescan(rel, f)));
+    } catch (err) {
+      this.report(err);
+    } finally {
+      this.polling = false;
+    }
+    this.schedulePoll();
+    this.scheduleBatch();
+  }
+
+  /** Lists a new folder: names not seen before are tracked. Done with it once the listing is stable. */
+  private async rescan(rel: string, folder: NewFolder): Promise<void> {
+    if (this.sourceReal === null) return;
+    let entries;
+    try {
+      entries = await readdir(join(this.sourceReal, rel), { withFileTypes: true });
+    } catch {
+      this.newFolders.delete(rel); // gone, or unreadable (reported by the reconcile)
+      return;
+    }
+    if (this.newFolders.get(rel) !== folder) return;
+    const names = new Set<string>();
+    for (const e of entries) {
+      if (isIgnoredName(e.name)) continue;
+      const name = e.isDirectory() ? `${e.name}/` : e.name;
+      names.add(name);
+      if (folder.names?.has(name)) continue;
+      const childRel = `${rel}/${e.name}`;
+      if (e.isDirectory()) this.addNewFolder(childRel);
+      else if ((e.isFile() || e.isSymbolicLink()) && isSyncablePath(childRel, this.config.extensions)) this.track(childRel);
+    }
+    const key = [...names].sort().join('\0');
+    const now = Date.now();
+    if (folder.names === null || key !== folder.key) {
+      folder.names = names;
+      folder.key = key;
+      folder.since = now;
+    } else if (now - folder.since >= this.config.stableMs) {
+      this.newFolders.delete(rel);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Batches.
+
+  /** Runs the batch `debounceMs` after the last activity, or `maxWaitMs` after its oldest path became stable. */
+  private scheduleBatch(): void {
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    this.batchTimer = null;
+    if (this.closed || this.stable.size === 0) return;
+    const oldest = this.stable.values().next().value!;
+    const due = Math.max(Math.min(this.lastActivity + this.config.debounceMs, oldest + this.config.maxWaitMs), this.retryAt);
+    const wait = due - Date.now();
+    if (wait > 0) {
+      this.batchTimer = setTimeout(() => this.scheduleBatch(), wait).unref();
+      return;
+    }
+    if (this.batchQueued) return;
+    this.batchQueued = true;
+    void this.enqueue(async () => {
+      this.batchQueued = false;
+      const paths = [...this.stable.keys()];
+      this.stable.clear();
+      if (paths.length > 0 && !this.closed) await this.runBatch(paths);
+    }, () => undefined);
+  }
+
+  /** A targeted sync of these source-relative paths. */
+  private async runBatch(paths: string[]): Promise<SyncResult> {
+    const result = await syncUploads({ ...this.syncOptions, files: collapse(paths), signal: this.abort.signal });
+    const runError = result.errors.find((e) => e.path === '');
+    if (result.status === 'failed' && runError && !['ERR_ABORTED', 'ERR_SOURCE_MISSING'].includes(runError.code) && !this.closed) {
+      // The lock not obtained, dest not writable…: the same paths again, later.
+      this.retryMs = Math.min(MAX_RETRY_MS, Math.max(1000, this.retryMs * 2));
+      this.retryAt = Date.now() + this.retryMs;
+      const now = Date.now();
+      for (const p of paths) if (!this.pending.has(p) && !this.stable.has(p)) this.stable.set(p, now);
+    } else {
+      this.retryMs = 0;
+      this.retryAt = 0;
+    }
+    if (runError?.code === 'ERR_SOURCE_MISSING') void this.checkSource();
+    this.afterSync(result);
+    this.scheduleBatch();
+    return result;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reconcile: the whole tree, at start and every `reconcileMs`.
+
+  private scheduleReconcile(): void {
+    if (this.closed || this.config.reconcileMs === 0) return;
+    this.reconcileTimer = setTimeout(() => {
+      void this.requestReconcile(false).finally(() => this.scheduleReconcile());
+    }, this.config.reconcileMs).unref();
+  }
+
+  private requestReconcile(atStart: boolean): Promise<void> {
+    this.reconcileQueued ??= this.enqueue(async () => {
+      this.reconcileQueued = null;
+      // While the source is missing, it was reported once; the source check resumes when it is back.
+      if (!this.closed && (atStart || this.sourceId !== null)) await this.reconcile();
+    }, () => undefined);
+    return this.reconcileQueued;
+  }
+
+  /**
+   * Compares both trees (a dry run), then syncs what differs with a targeted run. A file modified
+   * less than `stableMs` ago may still be written: it becomes pending instead, like a changed path.
+   */
+  private async reconcile(): Promise<void> {
+    const started = performance.now();
+    this.counts.reconciles++;
+    // The dry run writes nothing: keep its per-file lines out of the app's log.
+    const dry = await syncUploads({ ...this.syncOptions, dryRun: true, logFile: false, logger: undefined, signal: this.abort.signal });
+    if (this.closed) return; // close() came first: nothing was written, nothing to tell
+    let result: SyncResult;
+    if (dry.errors.some((e) => e.path === '')) {
+      result = { ...dry, status: 'failed', dryRun: false }; // source missing, bad config…
+    } else {
+      // Per-path errors of the comparison (a folder that cannot be read) do not stop the rest.
+      const files = await this.reconcileTargets(dry);
+      const run = files.length === 0 ? emptyResult() : await syncUploads({ ...this.syncOptions, files, signal: this.abort.signal });
+      const errors = [...dry.errors, ...run.errors].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      const failed = run.errors.some((e) => e.path === '') || (run.status === 'failed' && files.length > 0);
+      const status = failed ? 'failed' : errors.length > 0 ? 'partial' : 'ok';
+      result = { ...run, status, unchanged: run.unchanged + dry.unchanged, errors };
+    }
+    result.durationMs = elapsed(started);
+    this.afterSync(result);
+  }
+
+  private async reconcileTargets(dry: SyncResult): Promise<string[]> {
+    const { source, stableMs } = this.config;
+    const now = Date.now();
+    const files: string[] = [];
+    for (const rel of [...dry.copied, ...dry.updated]) {
+      if (this.pending.has(rel) || this.stable.has(rel)) continue; // already on its way
+      const st = await stat(join(source, rel)).catch(() => null);
+      if (st === null) continue;
+      if (now - st.mtimeMs >= stableMs) files.push(rel);
+      else this.track(rel);
+    }
+    // A deleted folder goes as the folder, so the mirror loses the emptied folders too.
+    const missing = new Map<string, boolean>();
+    const isMissing = async (dir: string) => {
+      let gone = missing.get(dir);
+      if (gone === undefined) missing.set(dir, (gone = (await folderId(join(source, dir))) === null));
+      return gone;
+    };
+    for (const rel of dry.deleted) {
+      let target = rel;
+      for (let i = rel.indexOf('/'); i !== -1; i = rel.indexOf('/', i + 1)) {
+        if (await isMissing(rel.slice(0, i))) {
+          target = rel.slice(0, i);
+          break;
+        }
+      }
+      files.push(target);
+    }
+    return collapse(files);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Shared plumbing.
+
+  /** Runs sync jobs one at a time. A job that throws (a bug) is reported, and resolves with `fallback()`: nothing here rejects. */
+  private enqueue<T>(job: () => Promise<T>, fallback: (err: unknown) => T): Promise<T> {
+    const run = this.queue.then(async () => {
+      this.running++;
+      try {
+        return await job();
+      } catch (err) {
+        this.report(err);
+        return fallback(err);
+      } finally {
+        this.running--;
+      }
+    });
+    this.queue = run;
+    return run;
+  }
+
+  private afterSync(result: SyncResult): void {
+    this.counts.syncs++;
+    this.counts.filesSynced += result.copied.length + result.updated.length + result.deleted.length;
+    this.counts.bytes += result.bytes;
+    this.lastSyncAt = new Date();
+    for (const entry of result.errors) {
+      if (entry.code === 'ERR_ABORTED') continue; // close() stopped it: not a failure
+      if (entry.code === 'ERR_CHANGED' && entry.path !== '' && !this.closed) {
+        this.touch(entry.path); // still being written: synced once stable
+        continue;
+      }
+      // The sync engine has logged it already.
+      this.report(this.entryError(entry), false);
+    }
+    this.emitSafe('sync', result);
+  }
+
+  private entryError(e: SyncErrorEntry): WatcherError {
+    return toWatcherError(e.code, e.path === '' ? e.message : `${e.path}: ${e.message}`, e.path === '' ? undefined : e.path);
+  }
+
+  /** Counts, logs and emits an error. Never throws. */
+  private report(err: unknown, log = true): void {
+    const error: WatcherError =
+      err instanceof Error && typeof (err as WatcherError).code === 'string' ? (err as WatcherError) : toWatcherError(errorCode(err), errorMessage(err), undefined, err);
+    this.counts.errors++;
+    this.lastError = { code: error.code, message: error.message, ...(typeof error.path === 'string' ? { path: error.path } : {}), at: new Date() };
+    if (log) this.log.error(`${error.code}: ${error.message}`);
+    if (this.listenerCount('error') > 0) this.emitSafe('error', error);
+  }
+
+  /** A listener that throws must not stop the watcher. */
+  private emitSafe<K extends keyof WatcherEventMap>(event: K, ...args: WatcherEventMap[K]): void {
+    try {
+      (this.emit as (event: K, ...args: WatcherEventMap[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.log.error(`A '${event}' listener threw: ${errorMessage(err)}`);
+    }
+  }
+}
