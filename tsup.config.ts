@@ -8,9 +8,11 @@ const common: Options = {
   platform: 'node',
   sourcemap: false,
   removeNodeProtocol: false,
-  define: { __UPLOAD_SYNC_VERSION__: JSON.stringify(pkg.version) },
 };
-const library = { index: 'src/index.ts', next: 'src/next.ts' };
+const version = JSON.stringify(pkg.version);
+/** `diff-worker` runs in a worker thread (src/threads.ts finds it beside the bundle by this name). */
+const library = { index: 'src/index.ts', next: 'src/next.ts', 'diff-worker': 'src/diff-worker.ts' };
+const esmDefine = { __UPLOAD_SYNC_VERSION__: version, __DIFF_WORKER__: JSON.stringify('diff-worker.js') };
 
 export default defineConfig([
   {
@@ -21,6 +23,7 @@ export default defineConfig([
     format: ['esm'],
     dts: true,
     splitting: true,
+    define: esmDefine,
   },
   {
     // CJS without splitting: tsup's CJS splitting rewrites `await import('chokidar')` into
@@ -30,6 +33,9 @@ export default defineConfig([
     format: ['cjs'],
     dts: true,
     splitting: false,
+    // import.meta.url (to find the worker) from __filename.
+    shims: true,
+    define: { __UPLOAD_SYNC_VERSION__: version, __DIFF_WORKER__: JSON.stringify('diff-worker.cjs') },
   },
   {
     // The CLI is ESM only: it is run, never imported.
@@ -37,5 +43,6 @@ export default defineConfig([
     entry: { cli: 'src/cli.ts' },
     format: ['esm'],
     banner: { js: '#!/usr/bin/env node' },
+    define: esmDefine,
   },
 ]);

@@ -9,7 +9,9 @@ import { acquireLock, type Release } from './lock.js';
 import { createLog, formatBytes, type RunLog } from './log.js';
 import type { SyncErrorEntry, SyncOptions, SyncProgress, SyncResult } from './options.js';
 import { isAlive, publish, tempOwnerPid } from './publish.js';
-import { fileInfo, walk, type FileInfo, type Listing } from './walk.js';
+import { diffTrees } from './diff.js';
+import { diffInWorker } from './threads.js';
+import { fileInfo, type FileInfo } from './walk.js';
 
 /**
  * Mirrors the canonical uploads folder into the standalone output: the whole tree, or only
@@ -232,41 +234,32 @@ class SyncRun {
   /** Compares a subtree ('' for the whole tree) of both sides. */
   private async planSubtree(prefix: string): Promise<Op[]> {
     const { config } = this;
-    const onSkippedLink = (rel: string, reason: string) => this.log.warn(`Skipped symlink ${rel}: ${reason}`);
-    const src = await walk(config.source, prefix, { extensions: config.extensions, sourceReal: this.sourceReal, onSkippedLink, signal: this.signal });
-    const dst = await walk(config.dest, prefix, { extensions: config.extensions, signal: this.signal, temps: !config.dryRun });
-    await this.removeDeadTemps(dst.temps.keys());
-    for (const e of src.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
-    for (const e of dst.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
-    for (const [rel, mode] of src.dirs) this.sourceDirModes.set(rel, mode);
-
-    const ops: Op[] = [];
-    for (const [rel, info] of src.files) {
-      const existing = dst.files.get(rel);
-      if (dst.symlinks.has(rel)) this.refuseDestSymlink(rel);
-      else if (dst.dirs.has(rel)) this.fail(rel, new UploadSyncError('ERR_TYPE_CONFLICT', 'A folder in dest has this file\'s name; remove or rename it'));
-      else if (existing === undefined) ops.push({ kind: 'copy', rel, src: info, update: false });
-      else if (!isCurrent(info, existing)) ops.push({ kind: 'copy', rel, src: info, update: true });
-      else await this.keep(rel, existing);
-    }
-    // Folders of the source (empty ones too) exist in the mirror, as `rsync -a` leaves them.
+    const diff = await diffTrees(config.source, config.dest, prefix, {
+      extensions: config.extensions,
+      sourceReal: this.sourceReal,
+      delete: config.delete,
+      dirMode: config.dirMode,
+      fileMode: config.strategy === 'copy' ? config.fileMode : null, // a link's mode is the source's own
+      signal: this.signal,
+      worker: diffInWorker,
+    });
+    for (const { rel, reason } of diff.skippedLinks) this.log.warn(`Skipped symlink ${rel}: ${reason}`);
+    for (const e of diff.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
+    this.result.unchanged += diff.unchanged;
     if (!config.dryRun) {
-      for (const rel of src.dirs.keys()) {
-        const mode = dst.dirs.get(rel);
-        if (mode === undefined || (config.dirMode !== null && mode !== config.dirMode)) {
-          await this.ensureDestDir(rel).catch((err) => this.fail(rel, err));
-        }
+      await this.removeDeadTemps(diff.temps);
+      for (const rel of diff.modeFixes) await chmod(join(config.dest, rel), config.fileMode!).catch((err) => this.fail(rel, err));
+      // Folders of the source (empty ones too) exist in the mirror, as `rsync -a` leaves them.
+      for (const { rel, mode } of diff.dirs) {
+        this.sourceDirModes.set(rel, mode);
+        await this.ensureDestDir(rel).catch((err) => this.fail(rel, err));
       }
     }
-    if (config.delete) {
-      const underUnreadable = (rel: string) => src.unreadable.some((dir) => dir === '' || rel === dir || rel.startsWith(`${dir}/`));
-      for (const rel of dst.files.keys()) {
-        if (!src.files.has(rel) && !underUnreadable(rel)) ops.push({ kind: 'delete', rel });
-      }
-      this.emptyDirsToRemove.push(...[...dst.dirs.keys()].filter((rel) => rel !== '' && !src.dirs.has(rel) && !underUnreadable(rel)));
-      if (prefix !== '' && !src.dirs.has(prefix)) this.emptyDirsToRemove.push(prefix);
-    }
-    return ops;
+    this.emptyDirsToRemove.push(...diff.destOnlyDirs);
+    return [
+      ...diff.copies.map(({ rel, src, update }): Op => ({ kind: 'copy', rel, src, update })),
+      ...diff.deletes.map((rel): Op => ({ kind: 'delete', rel })),
+    ];
   }
 
   /**

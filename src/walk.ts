@@ -120,18 +120,25 @@ function addSymlink(listing: Listing, rel: string, abs: string, name: string, op
     return;
   }
   if (!matchesExtensions(name, opts.extensions)) return;
+  const info = linkedFile(abs, rel, opts.sourceReal, opts.onSkippedLink);
+  if (info !== null) listing.files.set(rel, info);
+}
+
+/** A symlink in source counts as the file it points to, when that is a file inside the source; else `null`, and why. */
+export function linkedFile(abs: string, rel: string, sourceReal: string, onSkipped?: (rel: string, reason: string) => void): FileInfo | null {
   let target: string;
   try {
     target = realpathSync.native(abs);
   } catch {
-    opts.onSkippedLink?.(rel, 'its target does not exist');
-    return;
+    onSkipped?.(rel, 'its target does not exist');
+    return null;
   }
-  if (!isInside(target, opts.sourceReal)) {
-    opts.onSkippedLink?.(rel, 'it points outside the source');
-    return;
+  if (!isInside(target, sourceReal)) {
+    onSkipped?.(rel, 'it points outside the source');
+    return null;
   }
   const st = statSync(target);
-  if (st.isFile()) listing.files.set(rel, fileInfo(st));
-  else opts.onSkippedLink?.(rel, 'it points to a folder (symlinked folders are not followed)');
+  if (st.isFile()) return fileInfo(st);
+  onSkipped?.(rel, 'it points to a folder (symlinked folders are not followed)');
+  return null;
 }
