@@ -203,8 +203,11 @@ export async function diffDirs(source: string, dest: string, stack: DirItem[], o
           fail(childRel, conflict(childRel, other.isSymbolicLink()));
         }
       } catch (err) {
-        // Removed while we walked: the next run (or the watcher) sees what is there then.
         if (errorCode(err) !== 'ENOENT' && errorCode(err) !== 'ENOTDIR') fail(childRel, err);
+        // A name that is not valid UTF-8 reaches us with U+FFFD in place of its bytes, and that name
+        // does not exist: say so, rather than skip the file as if it had just been removed.
+        else if (name.includes('\uFFFD')) fail(childRel, new UploadSyncError('ERR_INVALID_PATH', `The file name of ${childRel} is not valid UTF-8, so it cannot be synced; rename it`));
+        // Else removed while we walked: the next run (or the watcher) sees what is there then.
       }
     }
 

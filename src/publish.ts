@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, copyFile, link, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { chmod, copyFile, link, open, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { UploadSyncError, errorCode } from './errors.js';
 import { TEMP_PREFIX } from './filter.js';
@@ -55,11 +55,73 @@ export interface PublishOptions {
 /** How many times a file that changes while it is copied is tried again before it is reported. */
 const ATTEMPTS = 3;
 
+/** The largest read of a copy: big files go through in 1 MiB steps, small ones in one read. */
+const CHUNK = 1 << 20;
+
+/** Errors of a forced reflink on a filesystem that has none (ext4, tmpfs, across devices): copy instead, from then on. */
+const NO_REFLINK = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EINVAL', 'ENOSYS', 'ENOTTY', 'EPERM', 'EBADF']);
+let reflinkUnsupported = false;
+
+/**
+ * The source vanished before or during its copy (deleted, or renamed away): not an error. The run
+ * skips the file; the next run or the watcher sees what is there then.
+ */
+export class SourceGone extends Error {
+  constructor(readonly path: string) {
+    super(`${path} was removed from the source during the sync`);
+  }
+}
+
+const isGone = (err: unknown) => errorCode(err) === 'ENOENT' || errorCode(err) === 'ENOTDIR';
+
+/**
+ * Copies the bytes of `src` into the new file `tmp`: a reflink where the filesystem can make one,
+ * else a read/write loop that stops at the size the run saw (or at an earlier end of file).
+ * Not `fs.copyFile`: libuv's copy loops forever on a source that shrinks while it is copied, and
+ * truncates first, which makes ext4 flush the file at close (PERF-NOTES.md).
+ * @returns the bytes copied (another count than `expected.size` means the source changed).
+ */
+async function copyBytes(src: string, tmp: string, expected: FileInfo): Promise<number> {
+  if (!reflinkUnsupported) {
+    try {
+      await copyFile(src, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE_FORCE);
+      return expected.size;
+    } catch (err) {
+      if (!NO_REFLINK.has(errorCode(err))) throw err;
+      reflinkUnsupported = true;
+      await removeQuietly(tmp);
+    }
+  }
+  const input = await open(src, 'r');
+  try {
+    const output = await open(tmp, 'wx', expected.mode & 0o777);
+    try {
+      const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(CHUNK, expected.size + 1)));
+      let copied = 0;
+      // One byte past the expected size tells a grown file from a complete one.
+      while (copied <= expected.size) {
+        const { bytesRead } = await input.read(buffer, 0, buffer.length, copied);
+        if (bytesRead === 0) break;
+        await output.write(buffer, 0, bytesRead, copied);
+        copied += bytesRead;
+        if (bytesRead < buffer.length) break; // a short read of a regular file is its end: no extra read
+      }
+      await output.chmod(expected.mode); // open() applied the umask; the copy keeps the source's mode
+      return copied;
+    } finally {
+      await output.close();
+    }
+  } finally {
+    await input.close();
+  }
+}
+
 /**
  * Publishes `src` at `target` atomically: write a hidden temp file beside the target, give it the
  * source's mtime (and mode), rename it over the target. A reader sees the old file or the new one,
  * never a part. The temp file is removed on every failure. A source that changes during the copy
- * is copied again, then reported (`ERR_CHANGED`) rather than published torn.
+ * is copied again, then reported (`ERR_CHANGED`) rather than published torn; one that vanishes
+ * throws `SourceGone`.
  * @returns how the file got there, and the source as it was copied.
  */
 export async function publish(src: string, target: string, opts: PublishOptions): Promise<{ method: 'copy' | 'link'; info: FileInfo }> {
@@ -70,6 +132,7 @@ export async function publish(src: string, target: string, opts: PublishOptions)
       await rename(tmp, target);
       return { method: 'link', info: opts.expected };
     } catch (err) {
+      if (isGone(err) && !(await exists(src))) throw new SourceGone(src);
       if (!LINK_FALLBACK.has(errorCode(err))) throw err;
     } finally {
       // rename() of two links to one inode is a no-op that leaves tmp behind, so always try.
@@ -82,10 +145,16 @@ export async function publish(src: string, target: string, opts: PublishOptions)
     const tmp = tempPathFor(target);
     let published = false;
     try {
-      // FICLONE: a reflink where the filesystem can, a plain copy where it cannot. EXCL: never reuse a name.
-      await copyFile(src, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
-      const after = fileInfo(await stat(src));
-      if (after.size !== expected.size || after.mtimeMs !== expected.mtimeMs) {
+      let copied: number;
+      let after: FileInfo;
+      try {
+        copied = await copyBytes(src, tmp, expected);
+        after = fileInfo(await stat(src));
+      } catch (err) {
+        if (isGone(err) && !(await exists(src))) throw new SourceGone(src);
+        throw err;
+      }
+      if (copied !== expected.size || after.size !== expected.size || after.mtimeMs !== expected.mtimeMs) {
         if (attempt >= ATTEMPTS) {
           throw new UploadSyncError('ERR_CHANGED', `Source kept changing while it was copied (${ATTEMPTS} tries); it will be synced once it is stable`, { path: src });
         }
@@ -102,3 +171,5 @@ export async function publish(src: string, target: string, opts: PublishOptions)
     }
   }
 }
+
+const exists = (path: string) => stat(path).then(() => true, () => false);

@@ -8,7 +8,8 @@ import { isSyncablePath, toPosix } from './filter.js';
 import { acquireLock, type Release } from './lock.js';
 import { createLog, formatBytes, type RunLog } from './log.js';
 import type { SyncErrorEntry, SyncOptions, SyncProgress, SyncResult } from './options.js';
-import { isAlive, publish, tempOwnerPid } from './publish.js';
+import { SourceGone, isAlive, publish, tempOwnerPid } from './publish.js';
+import { permissionAdvice } from './advice.js';
 import { diffTrees } from './diff.js';
 import { diffInWorker } from './threads.js';
 import { fileInfo, type FileInfo } from './walk.js';
@@ -177,6 +178,8 @@ class SyncRun {
 
   private fail(path: string, err: unknown): void {
     const entry = toEntry(path, err);
+    const advice = permissionAdvice(entry.code, entry.message, this.config.source, this.config.dest);
+    if (advice !== null) entry.message = `${entry.message} (${advice})`;
     this.result.errors.push(entry);
     this.log.error(`${path === '' ? 'Sync failed' : `Failed ${path}`}: ${entry.code}: ${entry.message}`);
   }
@@ -442,7 +445,14 @@ class SyncRun {
     const { config } = this;
     if (!config.dryRun) {
       await this.ensureDestDir(parentOf(rel));
-      await publish(join(config.source, rel), join(config.dest, rel), { strategy: config.strategy, fileMode: config.fileMode, expected: src });
+      try {
+        await publish(join(config.source, rel), join(config.dest, rel), { strategy: config.strategy, fileMode: config.fileMode, expected: src });
+      } catch (err) {
+        if (!(err instanceof SourceGone)) throw err;
+        this.done++;
+        this.log.info(`Skipped ${rel}: removed from the source during the sync`);
+        return;
+      }
     }
     (update ? this.result.updated : this.result.copied).push(rel);
     this.result.bytes += src.size;

@@ -2,6 +2,7 @@ import { cleanupOld } from '../cleanup.js';
 import { resolveConfig, type ResolvedConfig } from '../config.js';
 import { formatBytes } from '../log.js';
 import type { CleanupOptions, CleanupResult } from '../options.js';
+import { printHints } from './hints.js';
 import {
   COMMON_HELP,
   PATH_OPTIONS,
@@ -59,6 +60,7 @@ Examples:
     const result = await cleanupOld(options);
     if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else printCleanupSummary(config, result, Boolean(values.verbose));
+    await printHints(config, result.errors);
     return exitCodeOf(result);
   },
 };

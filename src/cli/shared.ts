@@ -1,5 +1,6 @@
 import { relative } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
+import { oneLine } from '../log.js';
 import type { CommonOptions } from '../options.js';
 
 /** Exit codes of DESIGN.md: 0 done (or disabled), 1 the run failed in part or whole, 2 usage or configuration. */
@@ -63,12 +64,12 @@ const SHOWN = 10;
 /** `  + path` lines: every path with --verbose, else the first few and a count. */
 export function listFiles(mark: string, paths: readonly string[], verbose: boolean): string[] {
   const shown = verbose ? paths : paths.slice(0, SHOWN);
-  const lines = shown.map((p) => `  ${mark} ${p}`);
+  const lines = shown.map((p) => `  ${mark} ${oneLine(p)}`); // a newline in a file name never starts a line
   if (shown.length < paths.length) lines.push(`  ${mark} … and ${paths.length - shown.length} more (--verbose lists all)`);
   return lines;
 }
 
 /** One stderr line per error entry. */
 export function printErrors(errors: readonly { path: string; code: string; message: string }[]): void {
-  for (const e of errors) process.stderr.write(`upload-sync: ${e.path === '' ? '' : `${e.path}: `}${e.code}: ${e.message}\n`);
+  for (const e of errors) process.stderr.write(`upload-sync: ${e.path === '' ? '' : `${oneLine(e.path)}: `}${e.code}: ${oneLine(e.message)}\n`);
 }

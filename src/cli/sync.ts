@@ -4,6 +4,7 @@ import { formatBytes } from '../log.js';
 import type { SyncOptions, SyncResult } from '../options.js';
 import { syncUploads } from '../sync.js';
 import { cleanupOptions, printCleanupSummary } from './cleanup.js';
+import { printHints } from './hints.js';
 import { createProgressLine } from './progress.js';
 import {
   COMMON_HELP,
@@ -94,10 +95,12 @@ async function runSync(values: Values, dryRun: boolean): Promise<number> {
   if (!cleanup) {
     if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else printSummary(config, result, Boolean(values.verbose));
+    await printHints(config, result.errors);
     return exitCodeOf(result);
   }
   // sync --cleanup: the old script's flag. A failed sync (source missing, lock) skips the cleanup.
   if (!values.json) printSummary(config, result, Boolean(values.verbose));
+  await printHints(config, result.errors);
   if (result.status === 'failed') {
     if (values.json) process.stdout.write(`${JSON.stringify({ sync: result, cleanup: null }, null, 2)}\n`);
     else process.stderr.write('upload-sync: cleanup skipped: the sync failed\n');
@@ -106,6 +109,7 @@ async function runSync(values: Values, dryRun: boolean): Promise<number> {
   const cleaned = await cleanupOld(cleanup);
   if (values.json) process.stdout.write(`${JSON.stringify({ sync: result, cleanup: cleaned }, null, 2)}\n`);
   else printCleanupSummary(config, cleaned, Boolean(values.verbose));
+  await printHints(config, cleaned.errors);
   return Math.max(exitCodeOf(result), exitCodeOf(cleaned));
 }
 

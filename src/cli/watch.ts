@@ -2,6 +2,7 @@ import { parseInteger, resolveConfig } from '../config.js';
 import { formatBytes, formatLine, type Level } from '../log.js';
 import type { SyncResult, WatcherOptions } from '../options.js';
 import { createWatcher, type WatcherError } from '../watcher.js';
+import { hintsFor, type HintKind } from './hints.js';
 import { COMMON_HELP, EXIT, PATH_OPTIONS, formatDuration, pathOptions, showPath, type Command, type Values } from './shared.js';
 
 /** Flags that set a watcher timing (each also has an env variable). */
@@ -62,7 +63,8 @@ async function runWatch(values: Values): Promise<number> {
   const json = Boolean(values.json);
   const say = (level: Level, message: string) => (json || level !== 'INFO' ? process.stderr : process.stdout).write(formatLine(level, message));
 
-  const { source } = resolveConfig(options); // a configuration error throws here: exit 2
+  const config = resolveConfig(options); // a configuration error throws here: exit 2
+  const { source } = config;
   const watcher = createWatcher(options);
   if (!watcher.enabled) {
     say('INFO', 'Sync is disabled by the environment (DISABLE_UPLOAD_SYNC=true, or neither NODE_ENV=production nor ENABLE_UPLOAD_SYNC=true); not watching. Pass --force to watch anyway.');
@@ -76,7 +78,22 @@ async function runWatch(values: Values): Promise<number> {
     if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
     else say(result.status === 'ok' ? 'INFO' : 'WARN', describe(result));
   });
-  watcher.on('error', (err: WatcherError) => say('ERROR', `${err.code}: ${err.message}`));
+  // What to do about a permission problem or a full disk: said once per kind, however often it recurs.
+  const hinted = new Set<HintKind>();
+  watcher.on('error', (err: WatcherError) => {
+    say('ERROR', `${err.code}: ${err.message}`);
+    if (!['EACCES', 'EPERM', 'ENOSPC'].includes(err.code)) return;
+    void hintsFor(config, [{ path: err.path ?? '', code: err.code, message: err.message }]).then(
+      (hints) => {
+        for (const h of hints) {
+          if (hinted.has(h.kind)) continue;
+          hinted.add(h.kind);
+          say('WARN', h.text);
+        }
+      },
+      () => undefined,
+    );
+  });
 
   const signal = new Promise<NodeJS.Signals>((resolve) => {
     const onSignal = (name: NodeJS.Signals) => {

@@ -1,0 +1,143 @@
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { oneLine } from '../log.js';
+
+/** What a hint needs to know of the run's configuration. */
+export interface HintPaths {
+  source: string;
+  dest: string;
+  lockDir: string;
+}
+
+interface ErrorEntry {
+  path: string;
+  code: string;
+  message: string;
+}
+
+const PERMISSION = new Set(['EACCES', 'EPERM']);
+
+/** What a hint is about: the mirror not writable, the source not readable, the lock folder, a full disk. */
+export type HintKind = 'dest' | 'source' | 'lock' | 'full';
+export interface Hint {
+  kind: HintKind;
+  text: string;
+}
+
+/** `inner` is `outer` or inside it. */
+const within = (inner: string, outer: string) => {
+  const rel = relative(outer, inner);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+};
+
+/** The paths Node quotes in an error message (`copyfile 'a' -> 'b'`, `mkdir 'x'`). */
+const quotedPaths = (message: string) => [...message.matchAll(/'(\/[^']*)'/g)].map((m) => m[1]!);
+
+/** `user nobody, uid 65534` (the uid alone when it has no name). */
+function whoAmI(): string {
+  const uid = process.getuid?.();
+  try {
+    const { username } = userInfo();
+    return uid === undefined ? `user ${username}` : `user ${username}, uid ${uid}`;
+  } catch {
+    return uid === undefined ? 'this user' : `uid ${uid}`;
+  }
+}
+
+const readable = (path: string, folder: boolean) =>
+  access(path, folder ? constants.R_OK | constants.X_OK : constants.R_OK).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => !PERMISSION.has(err.code ?? ''),
+  );
+
+/** The nearest folder of `path` (itself included) that exists. */
+async function existingAncestor(path: string): Promise<string> {
+  for (let p = path; ; p = dirname(p)) {
+    if (await stat(p).then(() => true, () => false)) return p;
+    if (dirname(p) === p) return p;
+  }
+}
+
+/**
+ * What to do about a run's errors, one line per kind the user can fix: a dest that cannot be
+ * written and a source that cannot be read (the old scripts' chown/chmod advice), a lock folder
+ * another user made, a full disk. Empty when there is nothing to add to the errors themselves.
+ */
+export async function hintsFor(paths: HintPaths, errors: readonly ErrorEntry[]): Promise<Hint[]> {
+  const { source, dest, lockDir } = paths;
+  let destDenied = 0;
+  let lockDenied = false;
+  const unreadable: string[] = [];
+  let full = 0;
+  for (const e of errors) {
+    if (e.code === 'ENOSPC') full++;
+    if (!PERMISSION.has(e.code)) continue;
+    const quoted = quotedPaths(e.message);
+    if (quoted.some((p) => within(p, lockDir))) {
+      lockDenied = true;
+    } else if (e.path !== '' && !(await readable(join(source, e.path), /scandir|opendir|Cannot read folder/.test(e.message)))) {
+      unreadable.push(e.path);
+    } else if (quoted.some((p) => within(p, dest) || within(dest, p))) {
+      destDenied++; // dest, a file or folder in it, or a parent it had to be created in
+    } else if (quoted.some((p) => within(p, source))) {
+      unreadable.push(e.path || quoted[0]!);
+    }
+  }
+
+  const who = whoAmI();
+  const name = (() => {
+    try {
+      return userInfo().username;
+    } catch {
+      return String(process.getuid?.() ?? 'this-user');
+    }
+  })();
+  const hints: Hint[] = [];
+  if (destDenied > 0) {
+    const top = await existingAncestor(dest);
+    const owner = await stat(top).then((st) => ` (${top === dest ? 'it is' : `${top} is`} owned by uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)})`, () => '');
+    const give = top === dest ? `sudo chown -R ${name} ${dest}` : `sudo install -d -o ${name} ${dest}`;
+    hints.push({
+      kind: 'dest',
+      text:
+        `to fix: this process (${who}) cannot write into ${dest}${owner}. Run the sync, the watcher and the cleanup as the user that owns the mirror (usually the one PM2 runs the app as), ` +
+        `or give this user the mirror: ${give}; or share a group: sudo chgrp -R <group> ${top} && sudo chmod -R g+rwX ${top}, and set UPLOAD_SYNC_DIR_MODE=775 UPLOAD_SYNC_FILE_MODE=664 so new files stay group-writable.`,
+    });
+  }
+  if (unreadable.length > 0) {
+    hints.push({
+      kind: 'source',
+      text:
+        `to fix: this process (${who}) cannot read ${unreadable.length === 1 ? oneLine(unreadable[0]!) : `${unreadable.length} paths (first: ${oneLine(unreadable[0]!)})`} in ${source}. ` +
+        `Make the uploads readable to it (sudo chmod -R a+rX ${source}, or a shared group with g+rX), or run the sync as the user that writes the uploads.`,
+    });
+  }
+  if (lockDenied) {
+    hints.push({
+      kind: 'lock',
+      text:
+        `to fix: this process (${who}) cannot create its lock in ${lockDir} (another user made that folder first). ` +
+        'Set UPLOAD_SYNC_LOCK_DIR, in every process that syncs, to a folder they can all write (e.g. sudo install -d -m 1777 /var/tmp/upload-sync).',
+    });
+  }
+  if (full > 0) {
+    hints.push({
+      kind: 'full',
+      text:
+        `to fix: the filesystem is full (${full === 1 ? '1 file' : `${full} files`} not written). Free space there (df -h ${dest}), then sync again: ` +
+        'nothing half-written was left, and the files already in place are intact.',
+    });
+  }
+  return hints;
+}
+
+/** Prints the hints for a run's errors on stderr (each kind once when `seen` is given: a long-running watcher). */
+export async function printHints(paths: HintPaths, errors: readonly ErrorEntry[], seen?: Set<HintKind>): Promise<void> {
+  for (const h of await hintsFor(paths, errors).catch(() => [])) {
+    if (seen?.has(h.kind)) continue;
+    seen?.add(h.kind);
+    process.stderr.write(`upload-sync: ${h.text}\n`);
+  }
+}
