@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, copyFile, link, open, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { UploadSyncError, errorCode } from './errors.js';
 import { TEMP_PREFIX } from './filter.js';
 import type { Strategy } from './options.js';
@@ -54,6 +55,9 @@ export interface PublishOptions {
 
 /** How many times a file that changes while it is copied is tried again before it is reported. */
 const ATTEMPTS = 3;
+
+/** Pause before copying a changed source again (times the attempt). */
+const RETRY_PAUSE_MS = 50;
 
 /** The largest read of a copy: big files go through in 1 MiB steps, small ones in one read. */
 const CHUNK = 1 << 20;
@@ -158,7 +162,9 @@ export async function publish(src: string, target: string, opts: PublishOptions)
         if (attempt >= ATTEMPTS) {
           throw new UploadSyncError('ERR_CHANGED', `Source kept changing while it was copied (${ATTEMPTS} tries); it will be synced once it is stable`, { path: src });
         }
-        expected = after;
+        // Give the writer a moment (a rewrite is a truncate, then writes), then take the source as it is.
+        await delay(RETRY_PAUSE_MS * attempt);
+        expected = fileInfo(await stat(src).catch((err) => Promise.reject(isGone(err) ? new SourceGone(src) : err)));
         continue;
       }
       if (opts.fileMode !== null) await chmod(tmp, opts.fileMode);
