@@ -12,7 +12,7 @@ import { SourceGone, isAlive, publish, tempOwnerPid } from './publish.js';
 import { permissionAdvice } from './advice.js';
 import { diffTrees } from './diff.js';
 import { diffInWorker } from './threads.js';
-import { fileInfo, type FileInfo } from './walk.js';
+import { fileInfo, walk, type FileInfo } from './walk.js';
 
 /**
  * Mirrors the canonical uploads folder into the standalone output: the whole tree, or only
@@ -250,7 +250,7 @@ class SyncRun {
     for (const e of diff.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
     this.result.unchanged += diff.unchanged;
     if (!config.dryRun) {
-      await this.removeDeadTemps(diff.temps);
+      await removeDeadTemps(config.dest, diff.temps, this.log);
       for (const rel of diff.modeFixes) await chmod(join(config.dest, rel), config.fileMode!).catch((err) => this.fail(rel, err));
       // Folders of the source (empty ones too) exist in the mirror, as `rsync -a` leaves them.
       for (const { rel, mode } of diff.dirs) {
@@ -263,21 +263,6 @@ class SyncRun {
       ...diff.copies.map(({ rel, src, update }): Op => ({ kind: 'copy', rel, src, update })),
       ...diff.deletes.map((rel): Op => ({ kind: 'delete', rel })),
     ];
-  }
-
-  /**
-   * Temp files left by a process that died mid-copy (SIGKILL, OOM, power): its pid is in the name.
-   * We hold the lock, so no live sync is writing them; a live pid (ours, or reused) is left to cleanupOld.
-   */
-  private async removeDeadTemps(temps: Iterable<string>): Promise<void> {
-    for (const rel of temps) {
-      const pid = tempOwnerPid(basename(rel));
-      if (pid === null || pid === process.pid || isAlive(pid)) continue;
-      await unlink(join(this.config.dest, rel)).then(
-        () => this.log.info(`Removed ${rel}, a temp file of a sync that died (pid ${pid})`),
-        (err) => errorCode(err) === 'ENOENT' || this.log.warn(`Could not remove the stale temp file ${rel}: ${errorMessage(err)}`),
-      );
-    }
   }
 
   /** Dest folders the source no longer has: removed after the deletions if they are then empty. */
@@ -524,3 +509,43 @@ export const parentOf = (rel: string) => {
   const i = rel.lastIndexOf('/');
   return i === -1 ? '' : rel.slice(0, i);
 };
+
+/**
+ * Temp files left by a process that died mid-copy (SIGKILL, OOM, power): its pid is in the name.
+ * Called with the lock held, so no live sync is writing them; a live pid (ours, or reused) is left
+ * to cleanupOld.
+ */
+async function removeDeadTemps(dest: string, temps: Iterable<string>, log: RunLog): Promise<void> {
+  for (const rel of temps) {
+    const pid = tempOwnerPid(basename(rel));
+    if (pid === null || pid === process.pid || isAlive(pid)) continue;
+    await unlink(join(dest, rel)).then(
+      () => log.info(`Removed ${rel}, a temp file of a sync that died (pid ${pid})`),
+      (err) => errorCode(err) === 'ENOENT' || log.warn(`Could not remove the stale temp file ${rel}: ${errorMessage(err)}`),
+    );
+  }
+}
+
+/**
+ * Removes the temp files of syncs that died from all of dest, under the lock. A full sync does this
+ * as it goes; the watcher, whose reconcile syncs only the paths it chose, calls it at start.
+ * Never rejects: what it could not do is logged.
+ */
+export async function reapDeadTemps(config: ResolvedConfig, signal?: AbortSignal): Promise<void> {
+  const log = createLog('sync', config.logFile, config.logger);
+  try {
+    const release = await acquireLock(config.lockDir, config.dest, config.lockTimeoutMs, {
+      signal,
+      onCompromised: (err) => log.warn(`Sync lock taken over by another process (${err.message})`),
+    });
+    try {
+      const listing = await walk(config.dest, '', { extensions: config.extensions, temps: true, signal });
+      await removeDeadTemps(config.dest, listing.temps.keys(), log);
+    } finally {
+      await release();
+    }
+  } catch (err) {
+    log.warn(`Could not look for temp files of syncs that died: ${errorMessage(err)}`);
+  }
+  await log.flush();
+}
