@@ -1,35 +1,44 @@
+import fs from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from '@jest/globals';
-import { FSWatcher } from 'chokidar';
 import { createWatcher, type SyncResult, type UploadWatcher, type WatcherError } from '../src/index.js';
-import { exists, tempProject, waitFor } from './helpers.js';
+import { exists, tempProject, waitFor, writeTree } from './helpers.js';
 
 // The inotify watch limit cannot be lowered for one test (it is machine-wide and needs root), so
-// the real chokidar is patched: a native-events instance fails, once started, as fs.watch fails at
-// the limit. Polling instances are left alone. (The watcher's `import('chokidar')` gets this same
-// module: jest keeps one module registry per test file.)
-const created: boolean[] = [];
-const realAdd = FSWatcher.prototype.add;
+// `fs.watch` is patched: under this test's source it watches the source folder itself, then throws
+// for the next folder as fs.watch does at the limit. (The watcher's native events look `fs.watch`
+// up on this same `node:fs` object at each call; polling, chokidar's `fs.watchFile`, is left alone.)
+const realWatch = fs.watch;
+/** Folders of the source that native watching tried to watch, and the watches it opened and has not closed. */
+const attempts: string[] = [];
+const open = new Set<fs.FSWatcher>();
 beforeAll(() => {
-  FSWatcher.prototype.add = function (this: FSWatcher & { faulted?: boolean }, ...args: Parameters<FSWatcher['add']>) {
-    if (!this.faulted) {
-      this.faulted = true;
-      created.push(this.options.usePolling);
-      if (!this.options.usePolling) {
-        this.once('ready', () => {
-          setImmediate(() => {
-            const err = Object.assign(new Error("ENOSPC: System limit for number of file watchers reached, watch '/x'"), { code: 'ENOSPC', errno: -28, syscall: 'watch', path: '/x' });
-            this.emit('error', err);
-          });
-        });
+  const limited = (path: fs.PathLike, ...rest: unknown[]): fs.FSWatcher => {
+    const where = String(path);
+    const source = p?.source; // undefined before the first test
+    const ours = source !== undefined && (where === source || where.startsWith(`${source}/`));
+    if (ours) {
+      attempts.push(where);
+      if (where !== p.source) {
+        throw Object.assign(new Error(`ENOSPC: System limit for number of file watchers reached, watch '${where}'`), { code: 'ENOSPC', errno: -28, syscall: 'watch', path: where });
       }
     }
-    return realAdd.apply(this, args);
+    const watcher = (realWatch as (...args: unknown[]) => fs.FSWatcher)(path, ...rest);
+    if (ours) {
+      open.add(watcher);
+      const close = watcher.close.bind(watcher);
+      watcher.close = () => {
+        open.delete(watcher);
+        close();
+      };
+    }
+    return watcher;
   };
+  Object.assign(fs, { watch: limited });
 });
 afterAll(() => {
-  FSWatcher.prototype.add = realAdd;
+  Object.assign(fs, { watch: realWatch });
 });
 
 let p: ReturnType<typeof tempProject>;
@@ -45,6 +54,7 @@ afterEach(async () => {
 
 describe('the inotify watch limit (ENOSPC)', () => {
   test('says how to raise fs.inotify.max_user_watches, falls back to polling, and goes on syncing', async () => {
+    await writeTree(p.source, { 'album/old.mp3': 'old' }); // a second folder: the one past the limit
     w = createWatcher({ source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks'), stableMs: 50, debounceMs: 20, reconcileMs: 0 });
     const errors: WatcherError[] = [];
     const syncs: SyncResult[] = [];
@@ -56,7 +66,9 @@ describe('the inotify watch limit (ENOSPC)', () => {
     expect(errors[0]).toMatchObject({ code: 'ENOSPC' });
     expect(errors[0]!.message).toMatch(/fs\.inotify\.max_user_watches=\d+/);
     expect(errors[0]!.message).toMatch(/polling/);
-    expect(created).toEqual([false, true]);
+    // Native watching was tried (the source, then the folder past the limit), stopped there, and left no watch open.
+    expect(attempts).toEqual([p.source, join(p.source, 'album')]);
+    expect(open.size).toBe(0);
     expect(w.stats()).toMatchObject({ errors: 1, lastError: { code: 'ENOSPC' } });
 
     // Still watching, now by polling: a new file arrives.

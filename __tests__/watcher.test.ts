@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
-import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import fs from 'node:fs';
+import { appendFile, chmod, chown, lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
@@ -140,6 +141,21 @@ describe.each([false, true])('createWatcher (usePolling: %s)', (usePolling) => {
     expect(arrived - lastWrite).toBeGreaterThanOrEqual(stableMs - 20); // it waited for the file to be stable
     expect((await readFile(dst)).equals(full)).toBe(true);
     expect(await tempFiles(p.dest)).toEqual([]);
+  });
+
+  test('a file appended to in place (same name, same folder, no rename) is synced again', async () => {
+    await writeTree(p.source, { 'album/live.mp3': 'first set' });
+    await old(join(p.source, 'album/live.mp3'));
+    const { w, syncs, errors } = start();
+    await w.ready;
+    expect(await readMirror(p.dest)).toEqual({ 'album/live.mp3': 'first set' });
+    // An append writes the file where it is: no name appears or goes, its folder sees only writes.
+    await appendFile(join(p.source, 'album/live.mp3'), ', encore');
+    await waitFor(async () => (await readText(join(p.dest, 'album/live.mp3'))) === 'first set, encore', { message: 'the appended file in dest' });
+    await appendFile(join(p.source, 'album/live.mp3'), ', second encore');
+    await waitFor(async () => (await readText(join(p.dest, 'album/live.mp3'))) === 'first set, encore, second encore', { message: 'the second append in dest' });
+    expect(syncs.slice(1).flatMap((r) => r.updated)).toEqual(['album/live.mp3', 'album/live.mp3']);
+    expect(errors).toEqual([]);
   });
 
   test('200 files written at once all arrive, in a few syncs', async () => {
@@ -340,6 +356,104 @@ describe.each([false, true])('createWatcher (usePolling: %s)', (usePolling) => {
   });
 });
 
+describe('createWatcher, native events: a watch per folder, none per file', () => {
+  /** Records what `fs.watch` is asked to watch (the native watching looks it up on `node:fs` at each call). */
+  function recordWatches(): { watched: string[]; restore: () => void } {
+    const realWatch = fs.watch;
+    const watched: string[] = [];
+    const recording = (path: fs.PathLike, ...rest: unknown[]) => {
+      watched.push(relative(p.source, String(path)));
+      return (realWatch as (...args: unknown[]) => fs.FSWatcher)(path, ...rest);
+    };
+    Object.assign(fs, { watch: recording });
+    return { watched, restore: () => Object.assign(fs, { watch: realWatch }) };
+  }
+
+  /** The inotify watches this process holds (Linux: the `inotify wd:` lines of its inotify descriptors); `null` elsewhere. */
+  async function inotifyWatches(): Promise<number | null> {
+    const fds = await readdir('/proc/self/fd').catch(() => null);
+    if (fds === null) return null;
+    let n = 0;
+    for (const fd of fds) {
+      const info = await readFile(`/proc/self/fdinfo/${fd}`, 'utf8').catch(() => '');
+      n += (info.match(/^inotify wd:/gm) ?? []).length;
+    }
+    return n;
+  }
+
+  function start(extra: WatcherOptions = {}) {
+    const w = createWatcher({ source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks'), usePolling: false, stableMs: 150, debounceMs: 50, reconcileMs: 0, ...extra });
+    watchers.push(w);
+    const errors: WatcherError[] = [];
+    w.on('error', (e) => errors.push(e));
+    return { w, errors };
+  }
+
+  test('a tree of 4 folders and 120 files takes 4 watches; new folders get one each, files none', async () => {
+    const files: Record<string, string> = { '.hidden/skip.mp3': 'never watched' };
+    for (const folder of ['', 'a/', 'b/', 'b/c/']) for (let i = 0; i < 30; i++) files[`${folder}t-${i}.mp3`] = `${folder}${i}`;
+    await writeTree(p.source, files);
+    await Promise.all(Object.keys(files).map((rel) => old(join(p.source, rel))));
+    const before = await inotifyWatches();
+    const { watched, restore } = recordWatches();
+    try {
+      const { w, errors } = start();
+      await w.ready;
+      expect(w.stats().mode).toBe('native');
+      expect(published(await readMirror(p.dest))).toHaveLength(120);
+      expect([...watched].sort()).toEqual(['', 'a', 'b', 'b/c']);
+      const now = await inotifyWatches();
+      if (now !== null && before !== null) expect(now - before).toBe(4); // the kernel's count: what memory and the inotify limit depend on
+
+      // A new folder, and one inside it, get a watch each; their files are found and synced, and watched by none.
+      await writeTree(p.source, { 'd/e/new.mp3': 'new', 'd/top.mp3': 'top' });
+      await waitFor(async () => (await readText(join(p.dest, 'd/e/new.mp3'))) === 'new' && (await readText(join(p.dest, 'd/top.mp3'))) === 'top', { message: 'the new folders\' files in dest' });
+      await appendFile(join(p.source, 'b/c/t-0.mp3'), ' and more');
+      await waitFor(async () => (await readText(join(p.dest, 'b/c/t-0.mp3'))) === 'b/c/0 and more', { message: 'the appended file in dest' });
+      expect([...watched].sort()).toEqual(['', 'a', 'b', 'b/c', 'd', 'd/e']);
+      for (const rel of watched) expect((await lstat(join(p.source, rel))).isDirectory()).toBe(true);
+      const after = await inotifyWatches();
+      if (after !== null && before !== null) expect(after - before).toBe(6);
+      expect(errors).toEqual([]);
+      await w.close();
+      const closed = await inotifyWatches();
+      if (closed !== null && before !== null) expect(closed - before).toBe(0);
+    } finally {
+      restore();
+    }
+  });
+
+  test('a folder moved within the source, or removed and made again, is watched again under its name', async () => {
+    await writeTree(p.source, { 'a/1.mp3': '1' });
+    await old(join(p.source, 'a/1.mp3'));
+    const { watched, restore } = recordWatches();
+    try {
+      const { w, errors } = start({ delete: true });
+      await w.ready;
+      // Moved: the old watch follows the folder under its old name, so the new name gets its own.
+      await rename(join(p.source, 'a'), join(p.source, 'b'));
+      await waitFor(async () => (await readText(join(p.dest, 'b/1.mp3'))) === '1' && !(await exists(join(p.dest, 'a'))), { message: 'the moved folder mirrored' });
+      await writeFile(join(p.source, 'b/2.mp3'), '2');
+      await waitFor(async () => (await readText(join(p.dest, 'b/2.mp3'))) === '2', { message: 'a new file in the moved folder' });
+      expect(watched.filter((rel) => rel === 'b')).toHaveLength(1);
+      // Replaced by a new folder of the same name, in one go (before the watcher looks at the first
+      // event, it is a folder again): the watch on the removed one is useless, the new one is watched.
+      fs.rmSync(join(p.source, 'b'), { recursive: true });
+      fs.mkdirSync(join(p.source, 'b'));
+      await writeFile(join(p.source, 'b/3.mp3'), '3');
+      await waitFor(() => watched.filter((rel) => rel === 'b').length === 2, { message: 'the new folder b watched' });
+      await waitFor(async () => (await readText(join(p.dest, 'b/3.mp3'))) === '3' && !(await exists(join(p.dest, 'b/1.mp3'))), { message: 'the replaced folder mirrored' });
+      await writeFile(join(p.source, 'b/4.mp3'), '4');
+      await waitFor(async () => (await readText(join(p.dest, 'b/4.mp3'))) === '4', { message: 'a new file in the replaced folder' });
+      await waitFor(async () => published(await readMirror(p.dest)).length === 2, { message: 'the removed folder\'s files gone from dest' });
+      expect(await readMirror(p.dest)).toEqual({ 'b/3.mp3': '3', 'b/4.mp3': '4' });
+      expect(errors).toEqual([]);
+    } finally {
+      restore();
+    }
+  });
+});
+
 describe('createWatcher: configuration and the enable rule', () => {
   const saved = { ...process.env };
   afterEach(() => {
@@ -376,6 +490,22 @@ describe('createWatcher: configuration and the enable rule', () => {
     watchers.push(on);
     expect(on.enabled).toBe(true);
     await on.close();
+  });
+
+  test('CHOKIDAR_USEPOLLING overrides usePolling both ways, as chokidar does', async () => {
+    const opts = { source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks'), reconcileMs: 0 };
+    process.env.CHOKIDAR_USEPOLLING = 'true';
+    const polled = createWatcher({ ...opts, usePolling: false });
+    watchers.push(polled);
+    await polled.ready;
+    expect(polled.stats().mode).toBe('polling');
+    await polled.close();
+    process.env.CHOKIDAR_USEPOLLING = '0';
+    const native = createWatcher({ ...opts, usePolling: true });
+    watchers.push(native);
+    await native.ready;
+    expect(native.stats().mode).toBe('native');
+    await native.close();
   });
 
   test('a bad option or environment variable throws ERR_CONFIG from createWatcher itself', () => {

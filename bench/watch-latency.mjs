@@ -5,27 +5,42 @@
 //     few more uploads.
 //
 //   npm run build && node bench/watch-latency.mjs [--stable-ms 1000] [--uploads 30] [--tree 10000] [--polling]
+//
+// --rss: only a memory run on a big tree that is kept between runs (writing 100,000 files takes a
+// minute): --tree files in folders of --per-folder under --tree-dir (default: a folder in the temp
+// dir named after the size). It starts `watch` (NODE_ENV=production) on it, waits for ready, drops
+// --uploads uploads (1 MB in 4 chunks, one after another, half into existing folders, half into
+// new ones) and reports the peak RSS (VmHWM), the inotify watches the process holds, and the
+// latency of those uploads. The mirror is kept too (a restart's no-op start sync) unless --cold
+// (a new empty mirror: the start sync copies the whole tree). --cli runs another build.
+//
+//   node bench/watch-latency.mjs --rss --tree 100000 [--cold] [--polling] [--cli /other/dist/cli.js]
 import { spawn } from 'node:child_process';
-import { mkdtempSync, realpathSync } from 'node:fs';
-import { mkdir, open, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { existsSync, mkdtempSync, realpathSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, readlink, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 const { values } = parseArgs({
   options: {
     'stable-ms': { type: 'string', default: '1000' },
-    uploads: { type: 'string', default: '30' },
+    uploads: { type: 'string' },
     tree: { type: 'string', default: '10000' },
     polling: { type: 'boolean', default: false },
+    rss: { type: 'boolean', default: false },
+    'per-folder': { type: 'string', default: '100' },
+    'tree-dir': { type: 'string' },
+    cold: { type: 'boolean', default: false },
+    cli: { type: 'string', default: join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js') },
   },
 });
+const CLI = resolve(values.cli);
 const stableMs = Number(values['stable-ms']);
-const uploads = Number(values.uploads);
+const uploads = Number(values.uploads ?? (values.rss ? 20 : 30));
 const treeSize = Number(values.tree);
 
 function project() {
@@ -43,6 +58,12 @@ function startWatch(p) {
   return { child, exited, out: () => out };
 }
 
+/** Waits for the watch process's ready line; throws if it exits first. */
+async function untilReady(w) {
+  await until(() => w.out().includes('Ready:') || w.child.exitCode !== null, 5);
+  if (!w.out().includes('Ready:')) throw new Error(`watch exited (${w.child.exitCode}) before it was ready: ${w.out()}`);
+}
+
 async function until(cond, ms = 1) {
   while (!(await cond())) await delay(ms);
 }
@@ -54,7 +75,7 @@ async function latency() {
   const p = project();
   await mkdir(p.source, { recursive: true });
   const w = startWatch(p);
-  await until(() => w.out().includes('Ready:'), 5);
+  await untilReady(w);
   const chunk = Buffer.alloc(256 * 1024, 7);
   const times = [];
   for (let i = 0; i < uploads; i++) {
@@ -92,7 +113,7 @@ async function memory() {
   }
   const t0 = performance.now();
   const w = startWatch(p);
-  await until(() => w.out().includes('Ready:'), 5);
+  await untilReady(w);
   const ready = performance.now() - t0;
   const copied = await stat(join(p.dest, `artist-${Math.ceil(treeSize / perFolder) - 1}`, 'album', 'track-0.mp3')).then(() => true, () => false);
   for (let i = 0; i < 10; i++) await writeFile(join(p.source, `new-${i}.mp3`), 'x');
@@ -106,5 +127,104 @@ async function memory() {
     `peak RSS (VmHWM) ${mb(field('VmHWM'))}, RSS now ${mb(field('VmRSS'))}, ready (first sync${copied ? ', the whole tree copied' : ''}) after ${Math.round(ready)} ms`);
 }
 
-await latency();
-await memory();
+/** Inotify watches held by a process: the `inotify wd:` lines of its inotify descriptors. */
+async function inotifyWatches(pid) {
+  let n = 0;
+  for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [])) {
+    if ((await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')) !== 'anon_inode:inotify') continue;
+    n += ((await readFile(`/proc/${pid}/fdinfo/${fd}`, 'utf8').catch(() => '')).match(/^inotify wd:/gm) ?? []).length;
+  }
+  return n;
+}
+
+async function procStatus(pid) {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
+}
+
+/** A kept tree of `treeSize` files (an hour old), built once. */
+async function keptTree() {
+  const perFolder = Number(values['per-folder']);
+  const dir = values['tree-dir'] ?? join(tmpdir(), `upload-sync-bench-tree-${treeSize}x${perFolder}`);
+  const source = join(dir, 'source');
+  if (!existsSync(join(dir, 'complete'))) {
+    const t0 = performance.now();
+    const anHourAgo = new Date(Date.now() - 3600_000);
+    for (let f = 0; f < Math.ceil(treeSize / perFolder); f++) {
+      const folder = join(source, `album-${String(f).padStart(4, '0')}`);
+      await mkdir(folder, { recursive: true });
+      await Promise.all(Array.from({ length: Math.min(perFolder, treeSize - f * perFolder) }, async (_, i) => {
+        const file = join(folder, `track-${String(i).padStart(3, '0')}.mp3`);
+        await writeFile(file, `track ${f}/${i}`);
+        await utimes(file, anHourAgo, anHourAgo);
+      }));
+    }
+    await writeFile(join(dir, 'complete'), '');
+    console.error(`bench: built ${treeSize} files in ${Math.ceil(treeSize / perFolder)} folders under ${source} in ${Math.round((performance.now() - t0) / 1000)} s (kept for the next runs)`);
+  }
+  return { dir, source, folders: Math.ceil(treeSize / perFolder) };
+}
+
+async function rssRun() {
+  const tree = await keptTree();
+  const scratch = realpathSync(mkdtempSync(join(tmpdir(), 'upload-sync-bench-rss-')));
+  const dest = values.cold ? join(scratch, 'dest') : join(tree.dir, 'dest');
+  const env = { ...process.env, NODE_ENV: 'production', UPLOAD_SYNC_LOCK_DIR: join(scratch, 'locks') };
+  for (const k of ['DEBUG', 'ENABLE_UPLOAD_SYNC', 'DISABLE_UPLOAD_SYNC', 'CHOKIDAR_USEPOLLING']) delete env[k];
+  for (const k of Object.keys(env)) if (k.startsWith('UPLOAD_SYNC_') && k !== 'UPLOAD_SYNC_LOCK_DIR') delete env[k];
+  const args = [CLI, 'watch', '--source', tree.source, '--dest', dest, '--stable-ms', String(stableMs), ...(values.polling ? ['--polling'] : [])];
+  const t0 = performance.now();
+  const child = spawn(process.execPath, args, { cwd: scratch, env, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  await until(() => out.includes('Ready:') || child.exitCode !== null, 20);
+  if (child.exitCode !== null) throw new Error(`watch exited: ${out}`);
+  const ready = performance.now() - t0;
+  const atReady = await procStatus(child.pid);
+  const watchesAtReady = await inotifyWatches(child.pid);
+
+  const chunk = Buffer.alloc(256 * 1024, 7);
+  const times = [];
+  const written = [];
+  const tag = Date.now().toString(36);
+  for (let i = 0; i < uploads; i++) {
+    const folder = i % 2 === 0 ? `album-${String((i * 37) % tree.folders).padStart(4, '0')}` : `new-${tag}-${i}`;
+    const rel = `${folder}/upload-${tag}-${i}.mp3`;
+    written.push(rel);
+    await mkdir(join(tree.source, folder), { recursive: true });
+    const fh = await open(join(tree.source, rel), 'w');
+    for (let c = 0; c < 4; c++) {
+      await fh.write(chunk);
+      if (c < 3) await delay(20);
+    }
+    await fh.close();
+    const last = performance.now();
+    await until(async () => (await stat(join(dest, rel)).catch(() => null))?.size === chunk.length * 4);
+    times.push(performance.now() - last);
+  }
+  const after = await procStatus(child.pid);
+  const watches = await inotifyWatches(child.pid);
+  child.kill('SIGTERM');
+  await exited;
+  // Leave the kept tree and mirror as they were.
+  for (const rel of written) {
+    for (const base of [tree.source, dest]) {
+      await rm(join(base, rel), { force: true });
+      if (rel.startsWith('new-')) await rm(join(base, dirname(rel)), { recursive: true, force: true });
+    }
+  }
+  await rm(scratch, { recursive: true, force: true });
+  times.sort((a, b) => a - b);
+  console.log(`rss (${values.polling ? 'polling' : 'native'}, ${values.cold ? 'cold: empty mirror' : 'warm: mirror up to date'}, ${treeSize} files in ${tree.folders} folders, stableMs ${stableMs}, ${CLI}): ` +
+    `peak RSS (VmHWM) ${mb(after('VmHWM'))} (at ready ${mb(atReady('VmHWM'))}), RSS now ${mb(after('VmRSS'))}, ` +
+    `inotify watches ${watchesAtReady} at ready, ${watches} after ${uploads} uploads, ready after ${Math.round(ready)} ms; ` +
+    `upload latency p50 ${Math.round(pct(times, 0.5))} ms, p90 ${Math.round(pct(times, 0.9))} ms, max ${Math.round(times[times.length - 1])} ms`);
+}
+
+if (values.rss) {
+  await rssRun();
+} else {
+  await latency();
+  await memory();
+}

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Stats } from 'node:fs';
-import { readdir, realpath, stat } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 // Types only: chokidar itself is loaded with `import()` when a watcher starts, so the main entry
@@ -8,10 +8,11 @@ import { performance } from 'node:perf_hooks';
 import type { FSWatcher } from 'chokidar';
 import { resolveConfig, type ResolvedConfig } from './config.js';
 import { errorCode, errorMessage } from './errors.js';
+import { FolderWatch, folderIdentity } from './folder-watch.js';
 import { isIgnoredName, isSyncablePath, matchesExtensions, toPosix } from './filter.js';
 import { createLog, type RunLog } from './log.js';
 import type { SyncErrorEntry, SyncOptions, SyncResult, WatcherOptions } from './options.js';
-import { syncUploads } from './sync.js';
+import { reapDeadTemps, syncUploads } from './sync.js';
 
 /** What the `error` event carries: a stable `code` (Node's, such as `EACCES`, or ours) and, where one is involved, the `path`. */
 export interface WatcherError extends Error {
@@ -36,7 +37,7 @@ export interface WatcherEventMap {
 
 /** A snapshot of what the watcher is doing (`stats()`). */
 export interface WatcherStats {
-  /** How chokidar watches: `native` (inotify, FSEvents), `polling`, or `off` (disabled, closed, chokidar unavailable). */
+  /** How the tree is watched: `native` (inotify, FSEvents: a watch per folder), `polling` (chokidar: a poll per file), or `off` (disabled, closed, polling wanted and chokidar unavailable). */
   mode: 'native' | 'polling' | 'off';
   /** Whether the source folder exists; while it does not, the watcher waits for it. */
   sourcePresent: boolean;
@@ -83,6 +84,20 @@ export interface UploadWatcher extends EventEmitter<WatcherEventMap> {
 const SOURCE_CHECK_MS = 1000;
 /** Longest wait before a sync that failed as a whole (lock not obtained, dest unwritable) is tried again. */
 const MAX_RETRY_MS = 60_000;
+
+/**
+ * `usePolling` after `CHOKIDAR_USEPOLLING`, which chokidar applies over every instance's option
+ * (the README documents it as the variable for this option): native watching is ours, so it is
+ * read here too.
+ */
+function pollingFromEnv(usePolling: boolean, env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = env.CHOKIDAR_USEPOLLING;
+  if (value === undefined) return usePolling;
+  const lower = value.toLowerCase();
+  if (lower === 'false' || lower === '0') return false;
+  if (lower === 'true' || lower === '1') return true;
+  return lower !== '';
+}
 
 /**
  * Watches the uploads folder and mirrors each change into dest with targeted syncs. Returns a
@@ -198,6 +213,9 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   private closed = false;
 
   private chokidar: typeof import('chokidar') | null = null;
+  /** Native events: a watch per folder, none per file. */
+  private folders: FolderWatch | null = null;
+  /** Polling (chokidar): what native events cannot do (network filesystems, the inotify limit reached). */
   private fsw: FSWatcher | null = null;
   /** Resolves the wait for the current chokidar instance's `ready` (when it is closed first). */
   private stopWaiting: (() => void) | null = null;
@@ -243,7 +261,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
     this.config = config;
     this.syncOptions = syncOptionsOf(config);
     this.enabled = config.enabled || config.force;
-    this.usePolling = config.usePolling;
+    this.usePolling = pollingFromEnv(config.usePolling);
     this.pollMs = Math.min(100, Math.max(10, Math.round(config.stableMs / 10)));
     this.log = createLog('watch', config.logFile, config.logger);
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
@@ -279,9 +297,8 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   }
 
   stats(): WatcherStats {
-    const fsw = this.fsw;
     return {
-      mode: fsw === null || this.closed ? 'off' : fsw.options.usePolling ? 'polling' : 'native',
+      mode: this.closed ? 'off' : this.folders ? 'native' : this.fsw ? 'polling' : 'off',
       sourcePresent: this.sourceId !== null,
       pending: [...new Set([...this.pending.keys(), ...this.stable.keys()])].sort(),
       syncing: this.running > 0,
@@ -297,9 +314,12 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   private async start(): Promise<void> {
     try {
       try {
+        // Loaded at start even for native events, which do without it: the fall back to polling at
+        // the inotify limit must not find it missing then.
         this.chokidar = await import('chokidar');
       } catch (err) {
-        this.report(toWatcherError(errorCode(err), `Cannot load chokidar (${errorMessage(err)}); only the reconcile every reconcileMs runs`, undefined, err));
+        const what = this.usePolling ? 'only the reconcile every reconcileMs runs' : 'native events go on, but there is no fall back to polling';
+        this.report(toWatcherError(errorCode(err), `Cannot load chokidar (${errorMessage(err)}); ${what}`, undefined, err));
       }
       if (this.closed) return;
       this.sourceTimer = setInterval(() => void this.checkSource(), SOURCE_CHECK_MS).unref();
@@ -335,7 +355,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
     this.resolveReady();
   }
 
-  /** (Re)starts chokidar on the source folder; resolves once its first scan is done. */
+  /** (Re)starts watching the source folder; resolves once every folder is watched (native) or chokidar's first scan is done (polling). */
   private async watch(): Promise<void> {
     await this.unwatch();
     this.sourceId = await folderId(this.config.source);
@@ -345,7 +365,25 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
     this.stable.clear();
     this.newFolders.clear();
     if (this.sourceId === null) this.log.warn(`Source folder ${this.config.source} does not exist; waiting for it (checked every ${SOURCE_CHECK_MS / 1000} s)`);
-    if (this.closed || this.chokidar === null) return;
+    // While the source is missing, nothing is watched: the source check keeps the process alive, as the watches do otherwise.
+    if (this.sourceReal === null) this.sourceTimer?.ref();
+    else this.sourceTimer?.unref();
+    if (this.closed) return;
+    if (!this.usePolling) {
+      const folders = new FolderWatch(this.sourceReal ?? this.config.source, {
+        onEvent: (dir, event, name) => {
+          if (this.folders === folders) this.onFolderEvent(dir, event, name);
+        },
+        onError: (err) => {
+          if (this.folders === folders) this.onWatchError(err);
+        },
+      });
+      this.folders = folders; // while the source is missing too (nothing to watch yet): the mode stays native
+      if (this.sourceReal !== null) await folders.addTree('');
+      return;
+    }
+    if (this.chokidar === null) return;
+    // Polling has no folder events for a file's content: chokidar polls every file (and holds state for each).
     const fsw = new this.chokidar.FSWatcher({
       ignoreInitial: true, // the reconcile covers what is already there
       followSymlinks: false, // symlinks are synced (or refused) by the engine, never followed out
@@ -371,6 +409,8 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   }
 
   private async unwatch(): Promise<void> {
+    this.folders?.close();
+    this.folders = null;
     const fsw = this.fsw;
     this.fsw = null;
     this.stopWaiting?.();
@@ -429,6 +469,50 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
     return stats?.isFile() === true && !matchesExtensions(basename(path), this.config.extensions);
   }
 
+  /**
+   * A native event: `name` changed in the watched folder `dir`. A file is pending at once (the
+   * stability poll stats it: written, gone, or not a file after all); a `rename` may also be a
+   * folder created, removed, moved or replaced, which `onRename` looks at.
+   */
+  private onFolderEvent(dir: string, event: string, name: string | null): void {
+    if (this.closed) return;
+    if (name === null) {
+      // The platform did not say which entry: list the folder, as a new one is.
+      this.addNewFolder(dir);
+      return;
+    }
+    // The source folder's own removal comes as an event of it, named after it.
+    if (dir === '' && name === basename(this.sourceReal ?? this.config.source)) void this.checkSource();
+    if (isIgnoredName(name)) return; // `dir` passed already: dot folders are not watched
+    const rel = dir === '' ? name : `${dir}/${name}`;
+    if (isSyncablePath(rel, this.config.extensions)) this.touch(rel);
+    if (event === 'rename') void this.onRename(rel);
+  }
+
+  /** A folder appeared (watched and listed like any new one), went (no longer watched; with `delete`, mirrored as one path), or was replaced. */
+  private async onRename(rel: string): Promise<void> {
+    const folders = this.folders;
+    if (folders === null || this.sourceReal === null) return;
+    const st = await lstat(join(this.sourceReal, rel)).catch(() => null);
+    if (this.folders !== folders || this.closed) return;
+    const watched = folders.identity(rel);
+    if (st?.isDirectory()) {
+      if (watched === folderIdentity(st)) return;
+      if (watched !== undefined) this.forgetFolder(rel); // replaced: its watch is on the old folder
+      this.addNewFolder(rel);
+    } else if (watched !== undefined) {
+      this.forgetFolder(rel);
+      if (this.config.delete) this.touch(rel);
+    }
+  }
+
+  /** A folder gone: no watch and no rescan for it or anything under it. */
+  private forgetFolder(rel: string): void {
+    this.folders?.remove(rel);
+    for (const dir of this.newFolders.keys()) if (dir === rel || dir.startsWith(`${rel}/`)) this.newFolders.delete(dir);
+  }
+
+  /** A polling event (chokidar). */
   private onEvent(event: string, abs: string): void {
     if (this.closed) return;
     const rel = this.relOf(abs);
@@ -468,7 +552,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
           code,
           `Cannot watch ${this.config.source} with native events: the system limit on inotify watches was reached (${code}). ` +
             `Raise ${limit}, e.g. 'echo ${code === 'ENOSPC' ? 'fs.inotify.max_user_watches=524288' : 'fs.inotify.max_user_instances=1024'} | sudo tee /etc/sysctl.d/60-upload-sync.conf && sudo sysctl --system', then restart. ` +
-            'Falling back to polling meanwhile (more CPU on large trees).',
+            'Falling back to polling meanwhile (it polls and holds state for every file: CPU and memory grow with the tree).',
           undefined,
           err,
         ),
@@ -499,7 +583,10 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
     this.schedulePoll();
   }
 
+  /** A folder created (or to be listed again): watched (native events), then listed on each poll until its listing is stable. */
   private addNewFolder(rel: string): void {
+    // Watched before its first listing: an entry created in between is in an event or in that listing.
+    if (this.folders !== null && !this.folders.add(rel)) return; // gone already, or reported
     if (this.newFolders.has(rel)) return;
     this.newFolders.set(rel, { names: null, key: '', since: Date.now() });
     this.lastActivity = Date.now();
@@ -567,7 +654,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
       const name = e.isDirectory() ? `${e.name}/` : e.name;
       names.add(name);
       if (folder.names?.has(name)) continue;
-      const childRel = `${rel}/${e.name}`;
+      const childRel = rel === '' ? e.name : `${rel}/${e.name}`;
       if (e.isDirectory()) this.addNewFolder(childRel);
       else if ((e.isFile() || e.isSymbolicLink()) && isSyncablePath(childRel, this.config.extensions)) this.track(childRel);
     }
@@ -641,6 +728,9 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
     this.reconcileQueued ??= this.enqueue(async () => {
       this.reconcileQueued = null;
       // While the source is missing, it was reported once; the source check resumes when it is back.
+      // At start, first the temp files a killed predecessor left in dest: the reconcile below syncs
+      // chosen paths only and never sees them.
+      if (atStart && !this.closed) await reapDeadTemps(this.config, this.abort.signal);
       if (!this.closed && (atStart || this.sourceId !== null)) await this.reconcile();
     }, () => undefined);
     return this.reconcileQueued;
