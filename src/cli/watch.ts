@@ -83,6 +83,8 @@ async function runWatch(values: Values): Promise<number> {
   watcher.on('error', (err: WatcherError) => {
     say('ERROR', `${err.code}: ${err.message}`);
     if (!['EACCES', 'EPERM', 'ENOSPC'].includes(err.code)) return;
+    // The watch limit (also ENOSPC) carries its own advice (fs.inotify.max_user_watches): not a full disk.
+    if (err.code === 'ENOSPC' && err.message.includes('max_user_watches')) return;
     void hintsFor(config, [{ path: err.path ?? '', code: err.code, message: err.message }]).then(
       (hints) => {
         for (const h of hints) {
