@@ -3,7 +3,7 @@
  * so in-process calls pass `force` (except the test of the enable rule).
  */
 import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
-import { mkdirSync, renameSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { renameSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cleanupOld, syncUploads, type CleanupOptions, type CleanupResult } from '../src/index.js';
