@@ -296,11 +296,25 @@ describe('SIGKILL of a lock holder: the next run waits no longer than the stale 
     return { s, lockDir: join(s.p.root, 'locks') };
   }
 
+  /**
+   * A 64 MB file is being copied and is less than half done: the rest of its copy takes far longer
+   * than the kill that follows, so the holder dies with the temp file in place. (Any temp file at
+   * all was racy: a small file's, or a big one's in its last chunk, can be renamed before SIGKILL lands.)
+   */
+  async function bigCopyInFlight(dest: string): Promise<boolean> {
+    for (const temp of await tempFiles(dest)) {
+      if (temp.startsWith(join(dest, 'small'))) continue;
+      const size = (await stat(temp).catch(() => null))?.size;
+      if (size !== undefined && size < 32 * MB) return true;
+    }
+    return false;
+  }
+
   /** Kills `holder` once it holds the lock with a copy in flight; returns when it died, and the mtime of the lock it left. */
   async function killWhileHolding(holder: Child, lockDir: string, dest: string): Promise<{ at: number; lockMtime: number }> {
     await waitFor(
-      async () => holder.proc.exitCode !== null || ((await exists(lockPath(lockDir, dest))) && (await tempFiles(dest)).length > 0),
-      { intervalMs: 1, message: `the holder to take the lock and copy (stderr: ${holder.stderr()})` },
+      async () => holder.proc.exitCode !== null || ((await exists(lockPath(lockDir, dest))) && (await bigCopyInFlight(dest))),
+      { intervalMs: 1, message: `the holder to take the lock and copy a big file (stderr: ${holder.stderr()})` },
     );
     holder.proc.kill('SIGKILL');
     await holder.exited;
