@@ -5,6 +5,7 @@ import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
+import { changedAt } from '../src/watcher.js';
 import { createWatcher, UploadSyncError, type SyncResult, type UploadWatcher, type WatcherError, type WatcherOptions } from '../src/index.js';
 import { DIST_ESM, cleanEnv, exists, tempFiles, tempProject, waitFor, writeTree } from './helpers.js';
 import { published, readMirror } from './watch-helpers.js';
@@ -141,6 +142,39 @@ describe.each([false, true])('createWatcher (usePolling: %s)', (usePolling) => {
     expect(arrived - lastWrite).toBeGreaterThanOrEqual(stableMs - 20); // it waited for the file to be stable
     expect((await readFile(dst)).equals(full)).toBe(true);
     expect(await tempFiles(p.dest)).toEqual([]);
+  });
+
+  test('a writer that stamps an old mtime after each piece is still never published partially', async () => {
+    // The clock of stability then cannot come from the mtime: each change counts from when it is seen.
+    const stableMs = 300;
+    const { w } = start({ stableMs });
+    await w.ready;
+    const src = join(p.source, 'stamped.wav');
+    const dst = join(p.dest, 'stamped.wav');
+    const past = new Date(Date.now() - 86_400_000);
+    const chunks = Array.from({ length: 6 }, (_, i) => Buffer.alloc(16 * 1024, 97 + i));
+    const full = Buffer.concat(chunks);
+    const sizes = new Set<number>();
+    let observing = true;
+    const observer = (async () => {
+      while (observing) {
+        const seen = await stat(dst).catch(() => null);
+        if (seen) sizes.add(seen.size);
+        await delay(3);
+      }
+    })();
+    const fh = await open(src, 'w');
+    for (const chunk of chunks) {
+      await fh.write(chunk);
+      await fh.utimes(past, past);
+      await delay(stableMs / 3); // the writer's pause, shorter than stableMs: part of the scenario
+    }
+    await fh.close();
+    await waitFor(async () => (await stat(dst).catch(() => null))?.size === full.length, { message: 'the whole file in dest' });
+    observing = false;
+    await observer;
+    expect([...sizes].filter((n) => n !== full.length)).toEqual([]);
+    expect((await readFile(dst)).equals(full)).toBe(true);
   });
 
   test('a file appended to in place (same name, same folder, no rename) is synced again', async () => {
@@ -524,5 +558,20 @@ describe('createWatcher: configuration and the enable rule', () => {
     expect(bad(() => createWatcher({ source: p.source, dest: p.dest, force: true }))).toMatchObject({ code: 'ERR_CONFIG', message: expect.stringContaining('UPLOAD_SYNC_DEBOUNCE_MS') });
     delete process.env.UPLOAD_SYNC_DEBOUNCE_MS;
     expect(bad(() => createWatcher({ source: p.source, dest: p.source, force: true }))).toMatchObject({ code: 'ERR_CONFIG' });
+  });
+});
+
+describe('changedAt: when a pending file last changed', () => {
+  test.each([
+    // mtime, since (last event), previous look, now, expected
+    ['first look, written long before its event (renamed in): the event', 1_000, 5_000, -Infinity, 5_100, 5_000],
+    ['first look, written after its event: the mtime (+ the coarse-clock slack)', 5_050, 5_000, -Infinity, 5_100, 5_070],
+    ['a change after the previous look: its mtime', 5_150, 5_000, 5_100, 5_200, 5_170],
+    ['a change stamped before the previous look (a writer setting mtimes): now', 1_000, 5_000, 5_100, 5_200, 5_200],
+    ['a change stamped in the future (clock step): now', 9_000, 5_000, 5_100, 5_200, 5_200],
+    ['mtime plus slack past now: now', 5_190, 5_000, 5_100, 5_200, 5_200],
+    ['no mtime (gone): now', NaN, 5_000, 5_100, 5_200, 5_200],
+  ])('%s', (_, mtime, since, previousLook, now, expected) => {
+    expect(changedAt(mtime, since, previousLook, now)).toBe(expected);
   });
 });

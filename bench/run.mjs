@@ -212,7 +212,7 @@ async function watch(name, { stableMs = 1000, uploads = 50 } = {}) {
   const src = tree(name);
   const dst = fresh(`${name}-watch`);
   const child = spawn(process.execPath, [cli, 'watch', '--source', src, '--dest', dst], {
-    env: { ...process.env, ...ENV, UPLOAD_SYNC_STABLE_MS: String(stableMs), UPLOAD_SYNC_DEBOUNCE_MS: '50' },
+    env: { ...process.env, ...ENV, UPLOAD_SYNC_STABLE_MS: String(stableMs) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

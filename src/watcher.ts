@@ -151,15 +151,28 @@ async function folderId(path: string): Promise<string | null> {
 }
 
 /** What a pending path looks like now; the same string twice means no write in between. */
-async function stateOf(path: string): Promise<string> {
+async function stateOf(path: string): Promise<{ key: string; mtimeMs: number }> {
   try {
     const st = await stat(path);
-    if (st.isDirectory()) return 'dir';
-    return st.isFile() ? `${st.size}:${st.mtimeMs}:${st.ino}` : 'other';
+    if (st.isDirectory()) return { key: 'dir', mtimeMs: NaN };
+    return st.isFile() ? { key: `${st.size}:${st.mtimeMs}:${st.ino}`, mtimeMs: st.mtimeMs } : { key: 'other', mtimeMs: NaN };
   } catch (err) {
     const code = errorCode(err);
-    return code === 'ENOENT' || code === 'ENOTDIR' ? 'gone' : `error:${code}`;
+    return { key: code === 'ENOENT' || code === 'ENOTDIR' ? 'gone' : `error:${code}`, mtimeMs: NaN };
   }
+}
+
+/** The kernel stamps mtimes from a coarse clock, a tick or so behind the time of the write. */
+const MTIME_SLACK_MS = 20;
+
+/**
+ * When a file seen in a new state last changed. Its mtime says so exactly when it falls after the
+ * previous look (which did not see this state) and not in the future; otherwise (a writer that sets
+ * mtimes, a clock step) the change is taken to be now. Never before `since` (the last event).
+ */
+export function changedAt(mtimeMs: number, since: number, previousLook: number, now: number): number {
+  const at = mtimeMs + MTIME_SLACK_MS;
+  return Number.isFinite(at) && mtimeMs > previousLook && at <= now ? Math.max(since, at) : now;
 }
 
 /** Drops paths inside a folder that is also listed (the folder's run covers them) and duplicates. */
@@ -185,8 +198,10 @@ const elapsed = (since: number) => Math.round((performance.now() - since) * 100)
 interface PendingPath {
   /** `stateOf` at the last look ('' before the first). */
   state: string;
-  /** When that state was first seen (or the last event came): stable once this is `stableMs` old. */
+  /** When the path last changed, as far as we know (its last event, or its mtime): stable once this is `stableMs` old. */
   since: number;
+  /** When it was last looked at (-Infinity before the first look: any mtime is then after it). */
+  lookedAt: number;
 }
 
 interface NewFolder {
@@ -234,7 +249,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   private readonly stable = new Map<string, number>();
   /** Folders created since the start: listed on each poll until their listing is stable (chokidar can miss a file written into a folder it has just read). */
   private readonly newFolders = new Map<string, NewFolder>();
-  /** Last event or newly stable path: the batch waits `debounceMs` after it. */
+  /** Last event (or new folder): a batch waits until `debounceMs` passed without one, or `maxWaitMs`. */
   private lastActivity = 0;
   /** A sync failed as a whole: no batch before this time. */
   private retryAt = 0;
@@ -571,7 +586,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
     this.stable.delete(rel);
     const p = this.pending.get(rel);
     if (p) p.since = now;
-    else this.pending.set(rel, { state: '', since: now });
+    else this.pending.set(rel, { state: '', since: now, lookedAt: -Infinity });
     this.lastActivity = now;
     this.schedulePoll();
   }
@@ -579,7 +594,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   /** A path found by a listing: pending unless it is already. */
   private track(rel: string): void {
     if (this.pending.has(rel) || this.stable.has(rel)) return;
-    this.pending.set(rel, { state: '', since: Date.now() });
+    this.pending.set(rel, { state: '', since: Date.now(), lookedAt: -Infinity });
     this.schedulePoll();
   }
 
@@ -599,7 +614,11 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   private schedulePoll(): void {
     if (this.pollTimer || this.polling || this.closed) return;
     if (this.pending.size === 0 && this.newFolders.size === 0) return;
-    this.pollTimer = setTimeout(() => void this.poll(), this.pollMs).unref();
+    // Every `pollMs`, or sooner when a path that was looked at becomes stable: no wait for the next tick.
+    let wait = this.pollMs;
+    const now = Date.now();
+    for (const p of this.pending.values()) if (p.state !== '') wait = Math.min(wait, p.since + this.config.stableMs - now);
+    this.pollTimer = setTimeout(() => void this.poll(), Math.max(1, Math.ceil(wait))).unref();
   }
 
   private async poll(): Promise<void> {
@@ -611,19 +630,24 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
       const { stableMs } = this.config;
       await Promise.all(
         [...this.pending].map(async ([rel, p]) => {
-          const state = await stateOf(join(base, rel));
+          const { key: state, mtimeMs } = await stateOf(join(base, rel));
           if (this.pending.get(rel) !== p) return; // flushed meanwhile
           const now = Date.now();
+          const previousLook = p.lookedAt;
+          p.lookedAt = now;
           // A folder is not synced as a whole (it may hold files being written): its files are, one by one.
           if (state === 'dir' || state === 'other' || (state === 'gone' && !this.config.delete)) {
             this.pending.delete(rel);
-          } else if (state !== p.state) {
+            return;
+          }
+          if (state !== p.state) {
             p.state = state;
-            p.since = now;
-          } else if (now - p.since >= stableMs) {
+            p.since = changedAt(mtimeMs, p.since, previousLook, now);
+          }
+          // No `lastActivity` here: the batch waits for quiet after events, not after this poll (latency).
+          if (now - p.since >= stableMs) {
             this.pending.delete(rel);
             this.stable.set(rel, now);
-            this.lastActivity = now;
           }
         }),
       );
