@@ -15,6 +15,11 @@ export interface DiffOptions {
   /** When set, dest folders and unchanged files whose mode differs are listed for a chmod. */
   dirMode: number | null;
   fileMode: number | null;
+  /**
+   * Files modified after this time (epoch ms) are not copied but listed in `young`: they may still
+   * be written (the watcher's reconcile syncs them once they are stable). `null`: copy all.
+   */
+  newerThan?: number | null;
   signal?: AbortSignal | undefined;
   /** Compares folders in another thread; resolves `null` when it cannot. Omitted: one thread. */
   worker?: DiffWorker | null;
@@ -36,6 +41,8 @@ export interface Diff {
   destOnlyDirs: string[];
   /** Our temp files found in dest. */
   temps: string[];
+  /** Files that differ but were modified after `newerThan`: left for later. */
+  young: string[];
   /** Symlinks in source that were not taken as files, and why. */
   skippedLinks: Array<{ rel: string; reason: string }>;
   errors: SyncErrorEntry[];
@@ -65,7 +72,7 @@ export interface DirItem {
 }
 
 export function emptyDiff(): Diff {
-  return { copies: [], deletes: [], unchanged: 0, modeFixes: [], dirs: [], destOnlyDirs: [], temps: [], skippedLinks: [], errors: [] };
+  return { copies: [], deletes: [], unchanged: 0, modeFixes: [], dirs: [], destOnlyDirs: [], temps: [], young: [], skippedLinks: [], errors: [] };
 }
 
 /** Below this many folders in the frontier, a second thread costs more than it saves. */
@@ -115,7 +122,7 @@ export async function diffTrees(source: string, dest: string, prefix: string, op
 
 function mergeDiff(into: Diff, from: Diff): void {
   into.unchanged += from.unchanged;
-  for (const key of ['copies', 'deletes', 'modeFixes', 'dirs', 'destOnlyDirs', 'temps', 'skippedLinks', 'errors'] as const) {
+  for (const key of ['copies', 'deletes', 'modeFixes', 'dirs', 'destOnlyDirs', 'temps', 'young', 'skippedLinks', 'errors'] as const) {
     (into[key] as unknown[]).push(...from[key]);
   }
 }
@@ -131,6 +138,7 @@ function addError(diff: Diff, rel: string, err: unknown, what = ''): void {
 export async function diffDirs(source: string, dest: string, stack: DirItem[], opts: DiffOptions, diff: Diff, untilFrontier?: number): Promise<void> {
   const fail = (rel: string, err: unknown, what = '') => addError(diff, rel, err, what);
   const onSkippedLink = (rel: string, reason: string) => diff.skippedLinks.push({ rel, reason });
+  const newerThan = opts.newerThan ?? null;
   let count = 0;
   let visited = 0;
   while (stack.length > 0 && (untilFrontier === undefined || (stack.length < untilFrontier && visited < MAX_BREADTH_DIRS))) {
@@ -191,13 +199,17 @@ export async function diffDirs(source: string, dest: string, stack: DirItem[], o
         else if (entry.isSymbolicLink()) src = linkedFile(srcAbs(childRel), childRel, opts.sourceReal, onSkippedLink);
         if (src === null) continue; // sockets, FIFOs, devices, links not taken
         if (other === undefined) {
-          diff.copies.push({ rel: childRel, src, update: false });
+          if (newerThan !== null && src.mtimeMs > newerThan) diff.young.push(childRel);
+          else diff.copies.push({ rel: childRel, src, update: false });
         } else if (other.isFile()) {
           const dst = fileInfo(lstatSync(dstAbs(childRel)));
-          if (!isCurrent(src, dst)) diff.copies.push({ rel: childRel, src, update: true });
-          else {
+          if (isCurrent(src, dst)) {
             diff.unchanged++;
             if (opts.fileMode !== null && dst.mode !== opts.fileMode) diff.modeFixes.push(childRel);
+          } else if (newerThan !== null && src.mtimeMs > newerThan) {
+            diff.young.push(childRel);
+          } else {
+            diff.copies.push({ rel: childRel, src, update: true });
           }
         } else {
           fail(childRel, conflict(childRel, other.isSymbolicLink()));

@@ -12,7 +12,7 @@ export interface WorkerData {
   source: string;
   dest: string;
   items: DirItem[];
-  opts: Pick<DiffOptions, 'extensions' | 'sourceReal' | 'delete' | 'dirMode' | 'fileMode'>;
+  opts: Pick<DiffOptions, 'extensions' | 'sourceReal' | 'delete' | 'dirMode' | 'fileMode' | 'newerThan'>;
 }
 
 function workerUrl(): URL | null {
@@ -30,8 +30,8 @@ export const diffInWorker: DiffWorker = (source, dest, items, opts) =>
   new Promise<Diff | null>((resolve) => {
     const url = workerUrl();
     if (url === null || opts.signal?.aborted) return resolve(null);
-    const { extensions, sourceReal, delete: del, dirMode, fileMode } = opts;
-    const workerData: WorkerData = { source, dest, items, opts: { extensions, sourceReal, delete: del, dirMode, fileMode } };
+    const { extensions, sourceReal, delete: del, dirMode, fileMode, newerThan } = opts;
+    const workerData: WorkerData = { source, dest, items, opts: { extensions, sourceReal, delete: del, dirMode, fileMode, newerThan } };
     let worker: Worker;
     try {
       // No inherited flags: the worker only reads the disk, and some flags (`--input-type`) fail in a worker.
