@@ -21,15 +21,31 @@ export interface DiffOptions {
    */
   newerThan?: number | null;
   signal?: AbortSignal | undefined;
-  /** Compares folders in another thread; resolves `null` when it cannot. Omitted: one thread. */
-  worker?: DiffWorker | null;
+  /** Starts a helper thread for a large tree; `null` (or omitted): one thread. */
+  helper?: ((source: string, dest: string, opts: DiffOptions) => DiffHelper | null) | undefined;
 }
 
-export type DiffWorker = (source: string, dest: string, items: DirItem[], opts: DiffOptions) => Promise<Diff | null>;
+/**
+ * Another thread that compares shares of the tree (src/threads.ts). It may take a while to start:
+ * the caller goes on meanwhile, and gives it a share only once it is `idle`.
+ */
+export interface DiffHelper {
+  /** Started, and not working on a share: `give` may be called. */
+  readonly idle: boolean;
+  /** Working on a share: `collect` will return it (or hand it back) once `changed` says so. */
+  readonly busy: boolean;
+  give(items: DirItem[]): void;
+  /** Moves the shares it finished into `into`; returns the folders of a share it failed to finish. */
+  collect(into: Diff): DirItem[];
+  /** Resolves at its next change of state. */
+  changed(): Promise<void>;
+  stop(): void;
+}
 
 /** What it takes to make dest a mirror of source: only the differences, never a listing of either tree. */
 export interface Diff {
-  copies: Array<{ rel: string; src: FileInfo; update: boolean }>;
+  /** Shaped as the run's copy operations, so a large plan is not built twice. */
+  copies: Array<{ kind: 'copy'; rel: string; src: FileInfo; update: boolean }>;
   /** Dest files whose source is gone (with `delete`). */
   deletes: string[];
   unchanged: number;
@@ -50,6 +66,8 @@ export interface Diff {
 
 /** Entries between yields to the event loop: keeps a long walk from starving timers (lock refresh, servers). */
 const YIELD_EVERY = 2000;
+/** While a helper thread may take a share: its messages are only seen at a yield. */
+const HELPER_YIELD_EVERY = 500;
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Entries of a folder, or `null` when it is not there (removed while we walked). */
@@ -88,9 +106,10 @@ const MAX_BREADTH_DIRS = 64;
  * the slowest way to walk a tree in Node (PERF-NOTES.md), and memory stays at the size of the diff.
  *
  * The time goes into the kernel's lstat and readdir, which one thread cannot speed up; so a large
- * tree is shared with a worker thread (`diff-worker`), as rsync shares it between its sender and
- * receiver: the first folders are read breadth first, then every other folder of that frontier
- * goes to the worker.
+ * tree is shared with a helper thread (`diff-worker`), as rsync shares it between its sender and
+ * receiver: the first folders are read breadth first; if they make a frontier wide enough to share,
+ * the helper starts while this thread goes on, and takes shares once it is up. A tree this thread
+ * finishes first never waits for the helper's start (a few tens of ms).
  */
 export async function diffTrees(source: string, dest: string, prefix: string, opts: DiffOptions): Promise<Diff> {
   const diff = emptyDiff();
@@ -106,36 +125,69 @@ export async function diffTrees(source: string, dest: string, prefix: string, op
   if (!inSrcTop && inDstTop && opts.delete && prefix !== '') diff.destOnlyDirs.push(prefix);
 
   const stack: DirItem[] = [{ rel: prefix, inSrc: inSrcTop, inDst: inDstTop }];
-  const worker = opts.worker ?? null;
-  if (worker !== null) await diffDirs(source, dest, stack, opts, diff, SPLIT_AT);
-  if (worker === null || stack.length < SPLIT_AT) {
+  if (opts.helper) await diffDirs(source, dest, stack, opts, diff, { untilFrontier: SPLIT_AT });
+  const helper = stack.length >= SPLIT_AT ? (opts.helper?.(source, dest, opts) ?? null) : null;
+  if (helper === null) {
     await diffDirs(source, dest, stack, opts, diff);
     return diff;
   }
-  const theirs = stack.filter((_, i) => i % 2 === 0);
-  const mine = stack.filter((_, i) => i % 2 === 1);
-  const [other] = await Promise.all([worker(source, dest, theirs, opts), diffDirs(source, dest, mine, opts, diff)]);
-  if (other === null) await diffDirs(source, dest, theirs, opts, diff); // no worker after all: do it here
-  else mergeDiff(diff, other);
+  try {
+    // Once the helper is up, it takes the oldest third of what is left (the larger subtrees: the
+    // stack is worked from its top), and again each time it is done while this thread has more.
+    // A third, not half: the helper starts with cold code, and smaller shares end both threads closer together.
+    const share = () => {
+      for (const item of helper.collect(diff)) stack.push(item);
+      if (helper.idle && stack.length >= 2) helper.give(stack.splice(0, Math.ceil(stack.length / 3)));
+    };
+    for (;;) {
+      await diffDirs(source, dest, stack, opts, diff, { betweenFolders: share, yieldEvery: HELPER_YIELD_EVERY });
+      share();
+      if (opts.signal?.aborted) break;
+      if (stack.length > 0) continue; // a share handed back
+      if (!helper.busy) break;
+      await helper.changed();
+    }
+  } finally {
+    helper.stop();
+  }
   return diff;
 }
 
-function mergeDiff(into: Diff, from: Diff): void {
+export function mergeDiff(into: Diff, from: Diff): void {
   into.unchanged += from.unchanged;
-  for (const key of ['copies', 'deletes', 'modeFixes', 'dirs', 'destOnlyDirs', 'temps', 'young', 'skippedLinks', 'errors'] as const) {
-    (into[key] as unknown[]).push(...from[key]);
+  for (const key of DIFF_LISTS) {
+    const list = into[key] as unknown[];
+    for (const item of from[key]) list.push(item); // not push(...): a share's list can outgrow the stack
   }
 }
+
+/** Empties `diff` in place. */
+export function clearDiff(diff: Diff): void {
+  diff.unchanged = 0;
+  for (const key of DIFF_LISTS) diff[key].length = 0;
+}
+
+const DIFF_LISTS = ['copies', 'deletes', 'modeFixes', 'dirs', 'destOnlyDirs', 'temps', 'young', 'skippedLinks', 'errors'] as const;
 
 function addError(diff: Diff, rel: string, err: unknown, what = ''): void {
   diff.errors.push({ path: rel, code: errorCode(err), message: `${what}${errorMessage(err)}` });
 }
 
+export interface DiffControl {
+  /** Stop once the stack holds this many folders (or after a few dozen), leaving the rest in it. */
+  untilFrontier?: number;
+  /** Called before each folder: it may take folders off the stack, or add some. */
+  betweenFolders?: () => void;
+  /** Entries between yields to the event loop (default 2000). */
+  yieldEvery?: number;
+}
+
 /**
- * Compares the folders of `stack` and all below them, adding to `diff`. With `untilFrontier`, stops
- * once the stack holds that many folders (or after a few dozen), leaving the rest in `stack`.
+ * Compares the folders of `stack` and all below them, adding to `diff`. With `untilFrontier`, breadth
+ * first; else depth first (a smaller stack), from the top of the stack.
  */
-export async function diffDirs(source: string, dest: string, stack: DirItem[], opts: DiffOptions, diff: Diff, untilFrontier?: number): Promise<void> {
+export async function diffDirs(source: string, dest: string, stack: DirItem[], opts: DiffOptions, diff: Diff, control: DiffControl = {}): Promise<void> {
+  const { untilFrontier, betweenFolders, yieldEvery = YIELD_EVERY } = control;
   const fail = (rel: string, err: unknown, what = '') => addError(diff, rel, err, what);
   const onSkippedLink = (rel: string, reason: string) => diff.skippedLinks.push({ rel, reason });
   const newerThan = opts.newerThan ?? null;
@@ -143,6 +195,8 @@ export async function diffDirs(source: string, dest: string, stack: DirItem[], o
   let visited = 0;
   while (stack.length > 0 && (untilFrontier === undefined || (stack.length < untilFrontier && visited < MAX_BREADTH_DIRS))) {
     if (opts.signal?.aborted) break;
+    betweenFolders?.();
+    if (stack.length === 0) break;
     // Breadth first while building a frontier to share, depth first after (a smaller stack).
     const { rel, inSrc, inDst } = untilFrontier === undefined ? stack.pop()! : stack.shift()!;
     visited++;
@@ -173,7 +227,7 @@ export async function diffDirs(source: string, dest: string, stack: DirItem[], o
     }
 
     for (const entry of srcEntries ?? []) {
-      if (++count % YIELD_EVERY === 0) await tick();
+      if (++count % yieldEvery === 0) await tick();
       const name = entry.name;
       if (isIgnoredName(name)) continue;
       const childRel = at(name);
@@ -200,7 +254,7 @@ export async function diffDirs(source: string, dest: string, stack: DirItem[], o
         if (src === null) continue; // sockets, FIFOs, devices, links not taken
         if (other === undefined) {
           if (newerThan !== null && src.mtimeMs > newerThan) diff.young.push(childRel);
-          else diff.copies.push({ rel: childRel, src, update: false });
+          else diff.copies.push({ kind: 'copy', rel: childRel, src, update: false });
         } else if (other.isFile()) {
           const dst = fileInfo(lstatSync(dstAbs(childRel)));
           if (isCurrent(src, dst)) {
@@ -209,7 +263,7 @@ export async function diffDirs(source: string, dest: string, stack: DirItem[], o
           } else if (newerThan !== null && src.mtimeMs > newerThan) {
             diff.young.push(childRel);
           } else {
-            diff.copies.push({ rel: childRel, src, update: true });
+            diff.copies.push({ kind: 'copy', rel: childRel, src, update: true });
           }
         } else {
           fail(childRel, conflict(childRel, other.isSymbolicLink()));
