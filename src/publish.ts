@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, constants, fchmodSync, openSync, readSync, renameSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, futimesSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { chmod, copyFile, link, open, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -8,9 +8,20 @@ import { TEMP_PREFIX } from './filter.js';
 import type { Strategy } from './options.js';
 import { fileInfo, type FileInfo } from './walk.js';
 
+/** Temp names of this process: its pid, then a counter from a random start (unique here, unlikely elsewhere). */
+let tempSeq = randomBytes(6).readUIntBE(0, 6);
+let tempPid = -1;
+let tempPrefix = '';
+
 /** A temp name in the target's own folder (same filesystem, so the rename is atomic). Short: names may be 255 bytes. */
 export function tempPathFor(target: string): string {
-  return join(dirname(target), `${TEMP_PREFIX}${process.pid.toString(36)}-${randomBytes(6).toString('hex')}.tmp`);
+  // Not randomBytes per file, nor process.pid (a getpid call) per file: both show in the profile of 10,000 copies.
+  if (tempPid === -1) {
+    tempPid = process.pid;
+    tempPrefix = `${TEMP_PREFIX}${tempPid.toString(36)}-`;
+  }
+  tempSeq = (tempSeq + 1) % 2 ** 48;
+  return join(dirname(target), `${tempPrefix}${tempSeq.toString(16).padStart(12, '0')}.tmp`);
 }
 
 /** What `tempPathFor` makes: TEMP_PREFIX, the pid in base 36, 12 random hex digits. */
@@ -85,10 +96,12 @@ const isGone = (err: unknown) => errorCode(err) === 'ENOENT' || errorCode(err) =
  * truncates first, which makes ext4 flush the file at close (PERF-NOTES.md).
  * @returns the bytes copied (another count than `expected.size` means the source changed).
  */
-async function copyBytes(src: string, tmp: string, expected: FileInfo): Promise<number> {
+async function copyBytes(src: string, tmp: string, expected: FileInfo, mode: number): Promise<number> {
   if (!reflinkUnsupported) {
     try {
       await copyFile(src, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE_FORCE);
+      await chmod(tmp, mode);
+      await utimes(tmp, expected.atimeMs / 1000, expected.mtimeMs / 1000);
       return expected.size;
     } catch (err) {
       if (!NO_REFLINK.has(errorCode(err))) throw err;
@@ -96,7 +109,7 @@ async function copyBytes(src: string, tmp: string, expected: FileInfo): Promise<
       await removeQuietly(tmp);
     }
   }
-  if (expected.size <= SMALL) return copySmallSync(src, tmp, expected);
+  if (expected.size <= SMALL) return copySmallSync(src, tmp, expected, mode);
   const input = await open(src, 'r');
   try {
     const output = await open(tmp, 'wx', expected.mode & 0o777);
@@ -111,7 +124,8 @@ async function copyBytes(src: string, tmp: string, expected: FileInfo): Promise<
         copied += bytesRead;
         if (bytesRead < buffer.length) break; // a short read of a regular file is its end: no extra read
       }
-      await output.chmod(expected.mode); // open() applied the umask; the copy keeps the source's mode
+      await output.chmod(mode); // open() applied the umask
+      await output.utimes(expected.atimeMs / 1000, expected.mtimeMs / 1000); // after the last write
       return copied;
     } finally {
       await output.close();
@@ -129,7 +143,7 @@ const SMALL = 256 * 1024;
  * for the thousands of small files of an initial copy, this is most of the time; a 256 KiB read
  * and write blocks the event loop well under a millisecond.
  */
-function copySmallSync(src: string, tmp: string, expected: FileInfo): number {
+function copySmallSync(src: string, tmp: string, expected: FileInfo, mode: number): number {
   const input = openSync(src, 'r');
   try {
     const output = openSync(tmp, 'wx', expected.mode & 0o777);
@@ -137,7 +151,8 @@ function copySmallSync(src: string, tmp: string, expected: FileInfo): number {
       const buffer = Buffer.allocUnsafe(expected.size + 1); // one byte more tells a grown file
       const bytesRead = readSync(input, buffer, 0, buffer.length, 0);
       writeSync(output, buffer, 0, bytesRead, 0);
-      fchmodSync(output, expected.mode);
+      fchmodSync(output, mode);
+      futimesSync(output, expected.atimeMs / 1000, expected.mtimeMs / 1000);
       return bytesRead;
     } finally {
       closeSync(output);
@@ -179,7 +194,8 @@ export async function publish(src: string, target: string, opts: PublishOptions)
       let copied: number;
       let after: FileInfo;
       try {
-        copied = await copyBytes(src, tmp, expected);
+        // The source's mode (or `fileMode`) and times are set on the temp file before it is published.
+        copied = await copyBytes(src, tmp, expected, opts.fileMode ?? expected.mode);
         after = fileInfo(expected.size <= SMALL ? statSync(src) : await stat(src));
       } catch (err) {
         if (isGone(err) && !(await exists(src))) throw new SourceGone(src);
@@ -194,16 +210,8 @@ export async function publish(src: string, target: string, opts: PublishOptions)
         expected = fileInfo(await stat(src).catch((err) => Promise.reject(isGone(err) ? new SourceGone(src) : err)));
         continue;
       }
-      const [atime, mtime] = [expected.atimeMs / 1000, expected.mtimeMs / 1000];
-      if (expected.size <= SMALL) {
-        if (opts.fileMode !== null) chmodSync(tmp, opts.fileMode);
-        utimesSync(tmp, atime, mtime);
-        renameSync(tmp, target);
-      } else {
-        if (opts.fileMode !== null) await chmod(tmp, opts.fileMode);
-        await utimes(tmp, atime, mtime);
-        await rename(tmp, target);
-      }
+      if (expected.size <= SMALL) renameSync(tmp, target);
+      else await rename(tmp, target);
       published = true;
       return { method: 'copy', info: expected };
     } finally {
