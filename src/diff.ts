@@ -21,8 +21,11 @@ export interface DiffOptions {
    */
   newerThan?: number | null;
   signal?: AbortSignal | undefined;
-  /** Starts a helper thread for a large tree; `null` (or omitted): one thread. */
-  helper?: ((source: string, dest: string, opts: DiffOptions) => DiffHelper | null) | undefined;
+  /**
+   * The helper thread for a large tree, started on the first call; `null` (or omitted): one
+   * thread. The caller owns it: `diffTrees` leaves it running, and the caller stops it.
+   */
+  helper?: (() => DiffHelper | null) | undefined;
 }
 
 /**
@@ -126,29 +129,25 @@ export async function diffTrees(source: string, dest: string, prefix: string, op
 
   const stack: DirItem[] = [{ rel: prefix, inSrc: inSrcTop, inDst: inDstTop }];
   if (opts.helper) await diffDirs(source, dest, stack, opts, diff, { untilFrontier: SPLIT_AT });
-  const helper = stack.length >= SPLIT_AT ? (opts.helper?.(source, dest, opts) ?? null) : null;
+  const helper = stack.length >= SPLIT_AT ? (opts.helper?.() ?? null) : null;
   if (helper === null) {
     await diffDirs(source, dest, stack, opts, diff);
     return diff;
   }
-  try {
-    // Once the helper is up, it takes the oldest third of what is left (the larger subtrees: the
-    // stack is worked from its top), and again each time it is done while this thread has more.
-    // A third, not half: the helper starts with cold code, and smaller shares end both threads closer together.
-    const share = () => {
-      for (const item of helper.collect(diff)) stack.push(item);
-      if (helper.idle && stack.length >= 2) helper.give(stack.splice(0, Math.ceil(stack.length / 3)));
-    };
-    for (;;) {
-      await diffDirs(source, dest, stack, opts, diff, { betweenFolders: share, yieldEvery: HELPER_YIELD_EVERY });
-      share();
-      if (opts.signal?.aborted) break;
-      if (stack.length > 0) continue; // a share handed back
-      if (!helper.busy) break;
-      await helper.changed();
-    }
-  } finally {
-    helper.stop();
+  // Once the helper is up, it takes the oldest third of what is left (the larger subtrees: the
+  // stack is worked from its top), and again each time it is done while this thread has more.
+  // A third, not half: the helper starts with cold code, and smaller shares end both threads closer together.
+  const share = () => {
+    for (const item of helper.collect(diff)) stack.push(item);
+    if (helper.idle && stack.length >= 2) helper.give(stack.splice(0, Math.ceil(stack.length / 3)));
+  };
+  for (;;) {
+    await diffDirs(source, dest, stack, opts, diff, { betweenFolders: share, yieldEvery: HELPER_YIELD_EVERY });
+    share();
+    if (opts.signal?.aborted) break;
+    if (stack.length > 0) continue; // a share handed back
+    if (!helper.busy) break;
+    await helper.changed();
   }
   return diff;
 }

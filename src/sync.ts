@@ -11,7 +11,7 @@ import type { SyncErrorEntry, SyncOptions, SyncProgress, SyncResult } from './op
 import { SourceGone, isAlive, publish, tempOwnerPid } from './publish.js';
 import { permissionAdvice } from './advice.js';
 import { diffTrees, type Diff } from './diff.js';
-import { startDiffHelper } from './threads.js';
+import { createRunHelper, type CopyOutcome, type RunHelper, type WorkerData } from './threads.js';
 import { fileInfo, walk, type FileInfo } from './walk.js';
 
 /**
@@ -125,7 +125,17 @@ export function toEntry(path: string, err: unknown): SyncErrorEntry {
   return { path, code: errorCode(err), message: errorMessage(err) };
 }
 
-type Op = Diff['copies'][number] | { kind: 'delete'; rel: string };
+type CopyOp = Diff['copies'][number];
+type Op = CopyOp | { kind: 'delete'; rel: string };
+
+/** Copies from which a run starts its helper thread (it takes ~30 ms to start) if the comparison did not. */
+const HELPER_MIN_COPIES = 1000;
+/** Copies the helper thread takes at a time: few enough that both threads end close together. */
+const MIN_COPY_SHARE = 16;
+const MAX_COPY_SHARE = 256;
+/** Longest run of synchronous copies between two yields to the event loop. */
+const YIELD_MS = 10;
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 class SyncRun {
   private readonly result: SyncResult;
@@ -139,6 +149,8 @@ class SyncRun {
   /** Source folder modes, for folders the run creates in dest. */
   private readonly sourceDirModes = new Map<string, number>();
   private sourceReal = '';
+  /** The run's helper thread: started by a large comparison (or many copies), stopped at the end. */
+  private helper: RunHelper | null | undefined = undefined;
 
   constructor(
     private readonly config: ResolvedConfig,
@@ -171,6 +183,7 @@ class SyncRun {
       this.fatal = true;
       this.fail('', err);
     } finally {
+      await this.stopHelper();
       await release?.().catch((err) => log.warn(`Could not release the sync lock: ${errorMessage(err)}`));
     }
     return this.finish();
@@ -237,15 +250,7 @@ class SyncRun {
   /** Compares a subtree ('' for the whole tree) of both sides. */
   private async planSubtree(prefix: string): Promise<Op[]> {
     const { config } = this;
-    const diff = await diffTrees(config.source, config.dest, prefix, {
-      extensions: config.extensions,
-      sourceReal: this.sourceReal,
-      delete: config.delete,
-      dirMode: config.dirMode,
-      fileMode: config.strategy === 'copy' ? config.fileMode : null, // a link's mode is the source's own
-      signal: this.signal,
-      helper: startDiffHelper,
-    });
+    const diff = await diffTrees(config.source, config.dest, prefix, { ...this.diffOptions(), signal: this.signal, helper: () => this.startHelper() });
     for (const { rel, reason } of diff.skippedLinks) this.log.warn(`Skipped symlink ${rel}: ${reason}`);
     for (const e of diff.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
     this.result.unchanged += diff.unchanged;
@@ -263,6 +268,18 @@ class SyncRun {
     const ops: Op[] = diff.copies;
     for (const rel of diff.deletes) ops.push({ kind: 'delete', rel });
     return ops;
+  }
+
+  /** What a comparison of this run needs (plain data: the helper thread gets it too). */
+  private diffOptions(): WorkerData['opts'] {
+    const { config } = this;
+    return {
+      extensions: config.extensions,
+      sourceReal: this.sourceReal,
+      delete: config.delete,
+      dirMode: config.dirMode,
+      fileMode: config.strategy === 'copy' ? config.fileMode : null, // a link's mode is the source's own
+    };
   }
 
   /** Dest folders the source no longer has: removed after the deletions if they are then empty. */
@@ -391,31 +408,106 @@ class SyncRun {
 
   private async execute(ops: Op[]): Promise<void> {
     const progress: SyncProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 };
+    const copies: CopyOp[] = [];
+    const deletes: string[] = [];
     for (const op of ops) {
-      if (op.kind !== 'copy') continue;
+      if (op.kind === 'delete') {
+        deletes.push(op.rel);
+        continue;
+      }
+      copies.push(op);
       progress.filesTotal++;
       progress.bytesTotal += op.src.size;
     }
     this.reportProgress(progress);
+    const counted = (op: CopyOp) => {
+      progress.filesDone++;
+      progress.bytesDone += op.src.size;
+      this.reportProgress(progress);
+    };
+
+    // Copies: this thread takes them from the front; the helper thread, once up, takes shares from
+    // the back. What the helper could not do comes back here.
+    const helper = this.config.dryRun ? null : copies.length >= HELPER_MIN_COPIES ? this.startHelper() : (this.helper ?? null);
+    const again: CopyOp[] = [];
     let next = 0;
-    const worker = async () => {
-      while (next < ops.length && !this.signal?.aborted) {
-        const op = ops[next++]!;
+    let end = copies.length;
+    const share = () => {
+      if (helper === null) return;
+      const { done, lost } = helper.collectCopies<CopyOp>();
+      for (const { job, outcome } of done) {
+        if (outcome === 'failed') again.push(job);
+        else {
+          this.published(job, outcome);
+          counted(job);
+        }
+      }
+      for (const job of lost) again.push(job);
+      const left = end - next;
+      if (helper.idle && left >= 2 * MIN_COPY_SHARE && !this.signal?.aborted) {
+        const n = Math.min(MAX_COPY_SHARE, Math.ceil(left / 4));
+        helper.giveCopies(copies.slice(end - n, end));
+        end -= n;
+      }
+    };
+    let lastYield = performance.now();
+    const take = () => again.pop() ?? (next < end ? copies[next++] : undefined);
+    const copier = async () => {
+      for (let op = take(); op !== undefined && !this.signal?.aborted; op = take()) {
         try {
-          if (op.kind === 'copy') await this.copy(op.rel, op.src, op.update);
-          else await this.remove(op.rel);
+          await this.copy(op);
         } catch (err) {
           this.fail(op.rel, err);
         }
-        if (op.kind === 'copy') {
-          progress.filesDone++;
-          progress.bytesDone += op.src.size;
-          this.reportProgress(progress);
+        counted(op);
+        // Small files copy with synchronous calls: let timers (the lock's refresh, a server's
+        // requests) and the helper's messages in now and then.
+        if (performance.now() - lastYield >= YIELD_MS) {
+          await tick();
+          lastYield = performance.now();
+          share();
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.config.concurrency, ops.length) }, worker));
+    for (;;) {
+      await Promise.all(Array.from({ length: Math.min(this.config.concurrency, Math.max(1, end - next + again.length)) }, copier));
+      share();
+      if (again.length > 0 && !this.signal?.aborted) continue;
+      if (helper === null || !helper.busy) break;
+      await helper.changed(); // its share is not stopped halfway, even when aborted: no half-done temp file
+    }
+
+    let nextDelete = 0;
+    const deleter = async () => {
+      while (nextDelete < deletes.length && !this.signal?.aborted) {
+        const rel = deletes[nextDelete++]!;
+        await this.remove(rel).catch((err) => this.fail(rel, err));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.config.concurrency, deletes.length) }, deleter));
     if (!this.signal?.aborted) await this.removeEmptyDirs();
+  }
+
+  /** The run's helper thread, started on first use (`null`: none, the run stays on this thread). */
+  private startHelper(): RunHelper | null {
+    if (this.helper === undefined) {
+      const { config } = this;
+      this.helper = createRunHelper({
+        source: config.source,
+        dest: config.dest,
+        opts: this.diffOptions(),
+        copy: { strategy: config.strategy, fileMode: config.fileMode },
+      });
+    }
+    return this.helper;
+  }
+
+  /** Stops the helper once it has finished what it does (a copy is never cut off: no temp file left). */
+  private async stopHelper(): Promise<void> {
+    const helper = this.helper;
+    if (!helper) return;
+    while (helper.busy) await helper.changed();
+    helper.stop();
   }
 
   private reportProgress(progress: SyncProgress): void {
@@ -426,18 +518,27 @@ class SyncRun {
     }
   }
 
-  private async copy(rel: string, src: FileInfo, update: boolean): Promise<void> {
+  private async copy(op: CopyOp): Promise<void> {
     const { config } = this;
+    let outcome: CopyOutcome = 'copied';
     if (!config.dryRun) {
-      await this.ensureDestDir(parentOf(rel));
+      await this.ensureDestDir(parentOf(op.rel));
       try {
-        await publish(join(config.source, rel), join(config.dest, rel), { strategy: config.strategy, fileMode: config.fileMode, expected: src });
+        await publish(join(config.source, op.rel), join(config.dest, op.rel), { strategy: config.strategy, fileMode: config.fileMode, expected: op.src });
       } catch (err) {
         if (!(err instanceof SourceGone)) throw err;
-        this.done++;
-        this.log.info(`Skipped ${rel}: removed from the source during the sync`);
-        return;
+        outcome = 'gone';
       }
+    }
+    this.published(op, outcome);
+  }
+
+  /** Accounts for a file published (here or by the helper thread), or skipped as gone from the source. */
+  private published({ rel, src, update }: CopyOp, outcome: Exclude<CopyOutcome, 'failed'>): void {
+    if (outcome === 'gone') {
+      this.done++;
+      this.log.info(`Skipped ${rel}: removed from the source during the sync`);
+      return;
     }
     (update ? this.result.updated : this.result.copied).push(rel);
     this.result.bytes += src.size;

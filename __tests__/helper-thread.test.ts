@@ -1,0 +1,214 @@
+// A sync run shares its copies with a helper thread (src/threads.ts, src/diff-worker.ts): this
+// thread takes copies from the front, the helper takes shares from the back once it is up. These
+// tests run from source, where no worker is built, so they give the run the built worker script
+// (`setRunHelperFactory`), made eager (it takes a share at the first chance, whether or not it
+// has started) so the sharing happens whatever the machine's speed; and fault-injecting scripts
+// that wrap it, for a helper that fails or dies: a real thread, real failures.
+import { cpSync } from 'node:fs';
+import { lstat, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, afterEach, expect, test } from '@jest/globals';
+import { syncUploads, type SyncResult } from '../src/index.js';
+import { setRunHelperFactory, startRunHelper, type CopyJob, type RunHelper, type WorkerData } from '../src/threads.js';
+import type { DirItem } from '../src/diff.js';
+import { DIST_ESM, readTree, tempFiles, tempProject, writeTree } from './helpers.js';
+
+const BUILT_WORKER = join(DIST_ESM, '..', 'diff-worker.js');
+
+const projects: Array<ReturnType<typeof tempProject>> = [];
+let restore: (() => void) | null = null;
+afterEach(() => {
+  restore?.();
+  restore = null;
+});
+afterAll(async () => {
+  await Promise.all(projects.map((p) => p.cleanup()));
+});
+
+/** 1,200 small files in 4 folders (below the frontier that shares the comparison) and 2 large ones. */
+async function project(): Promise<ReturnType<typeof tempProject>> {
+  const p = tempProject('upload-sync-helper-');
+  projects.push(p);
+  const files: Record<string, string | Buffer> = {};
+  for (let i = 0; i < 1200; i++) files[`album-${i % 4}/track-${i}.mp3`] = `track ${i} `.repeat(1 + (i % 50));
+  files['album-0/big-1.wav'] = Buffer.alloc(1_500_000, 1);
+  files['album-3/disc 2/big-2.wav'] = Buffer.alloc(700_000, 2);
+  await writeTree(p.source, files);
+  return p;
+}
+
+/** A twin of `p` (same files, modes and times), for the one-thread run to compare with. */
+function twin(p: ReturnType<typeof tempProject>): ReturnType<typeof tempProject> {
+  const t = tempProject('upload-sync-helper-');
+  projects.push(t);
+  cpSync(p.root, t.root, { recursive: true, preserveTimestamps: true, force: true });
+  return t;
+}
+
+const run = (p: ReturnType<typeof tempProject>, extra = {}) =>
+  syncUploads({ source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks'), ...extra });
+
+/** Every dest file has its source's bytes, mode and mtime (to 10 µs); no temp file. */
+async function expectExactMirror(p: ReturnType<typeof tempProject>): Promise<void> {
+  expect(await readTree(p.dest)).toEqual(await readTree(p.source));
+  for (const rel of Object.keys(await readTree(p.source))) {
+    const [s, d] = await Promise.all([lstat(join(p.source, rel)), lstat(join(p.dest, rel))]);
+    // Node's utimes takes seconds as a double: about a microsecond of the source's nanoseconds is lost.
+    expect([rel, d.mode, Math.abs(d.mtimeMs - s.mtimeMs) < 0.01 ? 'same' : [d.mtimeMs, s.mtimeMs]]).toEqual([rel, s.mode, 'same']);
+  }
+  expect(await tempFiles(p.dest)).toEqual([]);
+}
+
+const comparable = (r: SyncResult) => ({ ...r, durationMs: 0 });
+
+/** A helper that takes a share at the first chance; it waits for the thread to be up. Records its shares. */
+function eager(inner: RunHelper): RunHelper & { copyShares: CopyJob[][] } {
+  let queued: (() => void) | null = null;
+  let pending = false;
+  const copyShares: CopyJob[][] = [];
+  const deliver = (send: () => void) => {
+    pending = true;
+    queued = send;
+    const tryNow = () => {
+      if (inner.failed) throw new Error('the helper thread failed before it took its first share');
+      if (!inner.idle) return void inner.changed().then(tryNow);
+      queued = null;
+      send();
+    };
+    tryNow();
+  };
+  // A share is pending until it is delivered and the thread is no longer busy with it.
+  const settle = () => {
+    if (pending && queued === null && !inner.busy) pending = false;
+  };
+  return {
+    copyShares,
+    get idle() {
+      settle();
+      return !pending && !inner.failed;
+    },
+    get busy() {
+      settle();
+      return pending;
+    },
+    get failed() {
+      return inner.failed;
+    },
+    give: (items: DirItem[]) => deliver(() => inner.give(items)),
+    giveCopies: (jobs: CopyJob[]) => {
+      copyShares.push(jobs);
+      deliver(() => inner.giveCopies(jobs));
+    },
+    collect: (into) => inner.collect(into),
+    collectCopies: () => inner.collectCopies(),
+    changed: () => inner.changed(),
+    stop: () => inner.stop(),
+  };
+}
+
+/** Runs with the built worker script `script` as the helper, made eager; returns what it was given. */
+function useHelper(script: string): { copyShares: CopyJob[][]; started: number } {
+  const seen = { copyShares: [] as CopyJob[][], started: 0 };
+  restore = setRunHelperFactory((data: WorkerData) => {
+    const inner = startRunHelper(data, pathToFileURL(script));
+    if (inner === null) throw new Error(`the helper script ${script} did not start`);
+    seen.started++;
+    const helper = eager(inner);
+    seen.copyShares = helper.copyShares;
+    return helper;
+  });
+  return seen;
+}
+
+/**
+ * A worker script that runs the built worker with `patch` applied to what it sends: a helper that
+ * says it failed, or dies mid-share. (The built worker took `parentPort` before; its
+ * `postMessage` is the one patched.)
+ */
+async function faultyWorker(dir: string, patch: string): Promise<string> {
+  const script = join(dir, `faulty-${projects.length}.mjs`);
+  await writeFile(script, `
+    import { parentPort } from 'node:worker_threads';
+    const post = parentPort.postMessage.bind(parentPort);
+    let outcomesSent = 0;
+    parentPort.postMessage = (message) => { ${patch} };
+    await import(${JSON.stringify(pathToFileURL(BUILT_WORKER).href)});
+  `);
+  return script;
+}
+
+test('a run shares its copies with the helper thread: the same result and mirror as on one thread', async () => {
+  const p = await project();
+  const one = await run(twin(p)); // from source: no helper
+  const seen = useHelper(BUILT_WORKER);
+  const two = await run(p);
+  expect(seen.started).toBe(1);
+  const shared = seen.copyShares.flat().map((j) => j.rel);
+  expect(shared.length).toBeGreaterThan(0);
+  expect(new Set(shared).size).toBe(shared.length); // no file given twice
+  expect(comparable(two)).toEqual(comparable(one));
+  expect(two.status).toBe('ok');
+  expect(two.copied.length).toBe(1202);
+  await expectExactMirror(p);
+});
+
+test('copies the helper reports as failed are done again here, and counted once', async () => {
+  const p = await project();
+  const seen = useHelper(await faultyWorker(p.root, `
+    if (message.type === 'copied') message = { ...message, outcomes: message.outcomes.map(() => 'failed') };
+    post(message);`));
+  const result = await run(p);
+  expect(result.status).toBe('ok');
+  expect(result.errors).toEqual([]);
+  expect(result.copied.length).toBe(1202);
+  expect(new Set(result.copied).size).toBe(1202);
+  expect(seen.copyShares.length).toBeGreaterThan(0);
+  await expectExactMirror(p);
+});
+
+test('a helper that dies mid-share: what it did not report is done here; the mirror is exact', async () => {
+  const p = await project();
+  const seen = useHelper(await faultyWorker(p.root, `
+    post(message);
+    if (message.type === 'copied' && (outcomesSent += message.outcomes.length) >= 32) process.exit(3);`));
+  const result = await run(p);
+  expect(seen.copyShares.length).toBe(1); // it died in its first share
+  expect(result.status).toBe('ok');
+  expect(result.copied.length).toBe(1202);
+  expect(new Set(result.copied).size).toBe(1202);
+  await expectExactMirror(p);
+});
+
+test('aborted while the helper copies: it finishes its share, no temp file is left, nothing in dest is partial', async () => {
+  const p = await project();
+  useHelper(BUILT_WORKER);
+  const abort = new AbortController();
+  const result = await run(p, { signal: abort.signal, onProgress: (pr: { filesDone: number }) => pr.filesDone >= 100 && abort.abort() });
+  expect(result.errors.map((e) => e.code)).toContain('ERR_ABORTED');
+  expect(result.copied.length).toBeLessThan(1202);
+  expect(await tempFiles(p.dest)).toEqual([]);
+  const source = await readTree(p.source);
+  const dest = await readTree(p.dest);
+  expect(Object.keys(dest).sort()).toEqual([...result.copied].sort()); // what it reports is what is there
+  for (const [rel, content] of Object.entries(dest)) expect([rel, content]).toEqual([rel, source[rel]]);
+  // The next run completes the mirror.
+  expect((await run(p)).status).toBe('ok');
+  await expectExactMirror(p);
+});
+
+test('timers keep running during a long run of small synchronous copies', async () => {
+  const p = await project();
+  await mkdir(join(p.source, 'more'), { recursive: true });
+  for (let i = 0; i < 1500; i++) await writeFile(join(p.source, 'more', `x-${i}.mp3`), `x ${i}`);
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 5);
+  const started = performance.now();
+  const result = await run(p); // from source: one thread, every small copy synchronous
+  const took = performance.now() - started;
+  clearInterval(timer);
+  expect(result.copied.length).toBe(2702);
+  // Without yields, a timer due in 5 ms waits for the whole copy phase; with them, for ~10 ms at most.
+  expect(ticks).toBeGreaterThanOrEqual(Math.floor(took / 100));
+  expect((await readdir(join(p.dest, 'more'))).length).toBe(1500);
+});
