@@ -3,6 +3,8 @@ import { mkdir, open, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
+import { describe as describeSync } from '../src/cli/watch.js';
+import type { SyncResult } from '../src/index.js';
 import { CLI, cleanEnv, exists, runCli, tempFiles, tempProject, waitFor, writeTree } from './helpers.js';
 
 let p: ReturnType<typeof tempProject>;
@@ -112,4 +114,23 @@ describe('upload-sync watch', () => {
     const unknown = await runCli(['watch', '--nope'], { cwd: p.root, env: cleanEnv() });
     expect(unknown.code).toBe(2);
   });
+});
+
+test('the one line per sync names the codes of its errors (a shutdown\'s ERR_ABORTED is told from a failure)', () => {
+  const result = (errors: Array<[string, string]>): SyncResult => ({
+    status: errors.length === 0 ? 'ok' : 'partial',
+    dryRun: false,
+    copied: ['a.mp3', 'b.mp3'],
+    updated: [],
+    deleted: [],
+    unchanged: 3,
+    errors: errors.map(([path, code]) => ({ path, code, message: `${code} on ${path}` })),
+    bytes: 2048,
+    durationMs: 12,
+  });
+  expect(describeSync(result([]))).toBe('Synced: copied 2 files (2.0 kB), 3 unchanged in 12 ms: a.mp3, b.mp3');
+  expect(describeSync(result([['', 'ERR_ABORTED']]))).toBe('Synced in part: copied 2 files (2.0 kB), 3 unchanged, 1 error (ERR_ABORTED) in 12 ms: a.mp3, b.mp3');
+  expect(describeSync(result([['c.mp3', 'EACCES'], ['d.mp3', 'ERR_CHANGED'], ['e.mp3', 'EACCES']]))).toBe(
+    'Synced in part: copied 2 files (2.0 kB), 3 unchanged, 3 errors (EACCES ×2, ERR_CHANGED) in 12 ms: a.mp3, b.mp3',
+  );
 });

@@ -142,10 +142,17 @@ export function describe(r: SyncResult): string {
     changed.length === 0 ? 'nothing to copy' : `copied ${files(changed.length)} (${formatBytes(r.bytes)})`,
     r.deleted.length > 0 ? `deleted ${files(r.deleted.length)}` : '',
     `${r.unchanged} unchanged`,
-    r.errors.length > 0 ? `${r.errors.length} error${r.errors.length === 1 ? '' : 's'}` : '',
+    r.errors.length > 0 ? `${r.errors.length} error${r.errors.length === 1 ? '' : 's'} (${errorCodes(r)})` : '',
   ].filter(Boolean);
   const label = { ok: 'Synced', partial: 'Synced in part', failed: 'Sync failed', disabled: 'Sync disabled' }[r.status];
   const shown = [...changed, ...r.deleted.map((p) => `-${p}`)];
   const list = shown.length === 0 ? '' : `: ${shown.slice(0, 5).join(', ')}${shown.length > 5 ? ` and ${shown.length - 5} more` : ''}`;
   return `${label}: ${parts.join(', ')} in ${formatDuration(r.durationMs)}${list}`;
+}
+
+/** The codes of a result's errors, most frequent first: `EACCES ×2, ERR_CHANGED` (an ERR_ABORTED at shutdown is told from a failure). */
+function errorCodes(r: SyncResult): string {
+  const counts = new Map<string, number>();
+  for (const e of r.errors) counts.set(e.code, (counts.get(e.code) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1]).map(([code, n]) => (n > 1 ? `${code} ×${n}` : code)).join(', ');
 }
