@@ -2,6 +2,8 @@ import { chmod, lstat, mkdir, readdir, readFile, rm, stat, symlink, utimes, writ
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
 import { syncUploads, type SyncResult } from '../src/index.js';
+import * as api from '../src/index.js';
+import { syncSettled } from '../src/sync.js';
 import { sameMtime } from '../src/compare.js';
 import lockfile from 'proper-lockfile';
 import { lockPath } from '../src/lock.js';
@@ -254,6 +256,71 @@ describe('targeted mode (files)', () => {
     expect(r.status).toBe('partial');
     expect(r.errors[0]!.code).toBe('ERR_INVALID_PATH');
     expect(r.copied).toEqual(['a.mp3']);
+  });
+});
+
+describe('syncSettled: the full run of the watcher\'s reconcile (internal)', () => {
+  const settled = (newerThan: number, extra: Parameters<typeof syncSettled>[0] = {}) =>
+    syncSettled({ source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks'), ...extra }, newerThan);
+  const hourAgo = new Date(Date.now() - 3600_000);
+  const age = (rel: string, at = hourAgo) => utimes(join(p.source, rel), at, at);
+
+  test('files modified after newerThan are left and returned as young; older ones are copied', async () => {
+    await writeTree(p.source, { 'old.mp3': 'old', 'album/old2.mp3': 'old 2', 'same.mp3': 'same', 'changing.mp3': 'first take' });
+    for (const rel of ['old.mp3', 'album/old2.mp3', 'changing.mp3']) await age(rel);
+    await sync({ files: ['same.mp3', 'changing.mp3'] }); // in dest already: same.mp3 as it is now, changing.mp3 as it was
+    await writeTree(p.source, { 'fresh.mp3': 'being written', 'album/fresh2.mp3': 'being written too', 'changing.mp3': 'second take, being written' });
+    const logger = { info: jest.fn(), warn: jest.fn(), error: jest.fn() };
+
+    const { result, young } = await settled(Date.now() - 10_000, { logger });
+    expect(result).toMatchObject({ status: 'ok', dryRun: false, copied: ['album/old2.mp3', 'old.mp3'], updated: [], deleted: [], errors: [] });
+    expect(result.unchanged).toBe(1); // same.mp3: fresh, but current in dest, so not young
+    expect(result.bytes).toBe(Buffer.byteLength('old 2') + Buffer.byteLength('old'));
+    expect([...young].sort()).toEqual(['album/fresh2.mp3', 'changing.mp3', 'fresh.mp3']);
+    expect(await readTree(p.dest)).toEqual({ 'album/old2.mp3': 'old 2', 'changing.mp3': 'first take', 'old.mp3': 'old', 'same.mp3': 'same' });
+    expect(logger.info).toHaveBeenCalledWith(expect.stringMatching(/^Left 3 files for later, modified too recently \(may still be written\): /));
+    expect(logger.error).not.toHaveBeenCalled();
+
+    // Once they are older than newerThan, the same run copies them.
+    const again = await settled(Date.now() + 10_000);
+    expect(again.young).toEqual([]);
+    expect(again.result).toMatchObject({ status: 'ok', copied: ['album/fresh2.mp3', 'fresh.mp3'], updated: ['changing.mp3'], unchanged: 3 });
+  });
+
+  test('a run with only young files and a per-path error is partial, not failed (young files are not failures)', async () => {
+    await writeTree(p.source, { 'fresh.mp3': 'fresh', 'clash.mp3': 'a file here' });
+    await age('clash.mp3');
+    await mkdir(join(p.dest, 'clash.mp3'), { recursive: true }); // a folder in dest where source has a file
+    const { result, young } = await settled(Date.now() - 10_000);
+    expect(young).toEqual(['fresh.mp3']);
+    expect(result.status).toBe('partial');
+    expect(result.errors.map((e) => [e.path, e.code])).toEqual([['clash.mp3', 'ERR_TYPE_CONFLICT']]);
+  });
+
+  test('it is its own run: never merged with a plain call queued with it, either way', async () => {
+    await writeTree(p.source, { 'old.mp3': 'old', 'fresh.mp3': 'fresh' });
+    await age('old.mp3');
+    const newerThan = Date.now() - 10_000;
+    // The first call runs at once; the three after it, made in the same tick, wait in the queue.
+    const running = sync({ files: ['old.mp3'] });
+    const leaving = settled(newerThan);
+    const plain = sync(); // must not join `leaving`: it copies the young file
+    const leavingAgain = settled(newerThan); // must not join `plain`
+    await running;
+    const first = await leaving;
+    expect(first.young).toEqual(['fresh.mp3']);
+    expect(first.result.copied).toEqual([]);
+    const full = await plain;
+    expect(full).not.toBe(first.result);
+    expect(full.copied).toEqual(['fresh.mp3']);
+    const second = await leavingAgain;
+    expect(second.result).not.toBe(full);
+    expect(second).toMatchObject({ young: [], result: { copied: [], unchanged: 2 } });
+    expect(await readTree(p.dest)).toEqual({ 'fresh.mp3': 'fresh', 'old.mp3': 'old' });
+  });
+
+  test('not part of the package\'s API', () => {
+    expect(Object.keys(api)).not.toContain('syncSettled');
   });
 });
 

@@ -7,7 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import { changedAt } from '../src/watcher.js';
 import { createWatcher, UploadSyncError, type SyncResult, type UploadWatcher, type WatcherError, type WatcherOptions } from '../src/index.js';
-import { DIST_ESM, cleanEnv, exists, tempFiles, tempProject, waitFor, writeTree } from './helpers.js';
+import { DIST_ESM, cleanEnv, exists, run, tempFiles, tempProject, waitFor, writeTree } from './helpers.js';
 import { published, readMirror } from './watch-helpers.js';
 
 let p: ReturnType<typeof tempProject>;
@@ -94,53 +94,65 @@ describe.each([false, true])('createWatcher (usePolling: %s)', (usePolling) => {
     expect(errors).toEqual([]);
   });
 
-  test('a file written in pauses shorter than stableMs is never published partially', async () => {
+  test('a file being written when the watcher starts is left by the start reconcile, and never published partially', async () => {
     const stableMs = 400;
     const src = join(p.source, 'slow.wav');
     const dst = join(p.dest, 'slow.wav');
-    const chunks = Array.from({ length: 8 }, (_, i) => Buffer.alloc(32 * 1024, 65 + i));
-    const full = Buffer.concat(chunks);
+    const chunk = (i: number) => Buffer.alloc(32 * 1024, 65 + (i % 26));
+    const written: Buffer[] = [chunk(0)];
 
-    // The writer starts before the watcher and goes on through its start-up and after ready.
+    // The writer starts before the watcher and goes on through its start-up (the start reconcile
+    // finds the file mid-write, its mtime fresh) and for two more pieces after ready.
     const fh = await open(src, 'w');
-    await fh.write(chunks[0]!);
-    const { w } = start({ stableMs });
+    await fh.write(written[0]!);
+    const { w, syncs } = start({ stableMs });
+    let piecesAtReady: number | null = null;
+    void w.ready.then(() => (piecesAtReady = written.length));
     const sizes = new Set<number>();
     let observing = true;
     let looks = 0;
     const observer = (async () => {
       while (observing) {
         looks++;
-        const seen = await readFile(dst).catch(() => null);
-        if (seen) {
-          sizes.add(seen.length);
-          if (seen.length === full.length) expect(seen.equals(full)).toBe(true);
-        }
+        const seen = await stat(dst).catch(() => null);
+        if (seen) sizes.add(seen.size);
         await delay(3);
       }
     })();
     const gaps: number[] = [];
     let last = performance.now();
-    for (const chunk of chunks.slice(1)) {
-      await delay(60); // the slow client's pause: part of the scenario, not a wait for the watcher
-      await fh.write(chunk);
-      const now = performance.now();
-      gaps.push(now - last);
-      last = now;
+    let lastWrite: number;
+    let arrived: number;
+    const full = () => Buffer.concat(written);
+    try {
+      while ((piecesAtReady === null || written.length < piecesAtReady + 2) && written.length < 300) {
+        await delay(60); // the slow client's pause: part of the scenario, not a wait for the watcher
+        const piece = chunk(written.length);
+        await fh.write(piece);
+        written.push(piece);
+        const now = performance.now();
+        gaps.push(now - last);
+        last = now;
+      }
+      await fh.close();
+      lastWrite = performance.now();
+      expect(piecesAtReady).not.toBeNull(); // ready came while the file was being written
+      // The start reconcile (the one sync before ready) left it: it was still being written.
+      expect(syncs[0]).toMatchObject({ status: 'ok', copied: [], updated: [], errors: [] });
+      expect(w.stats().reconciles).toBe(1);
+      await waitFor(async () => (await stat(dst).catch(() => null))?.size === full().length, { message: 'the whole file in dest' });
+      arrived = performance.now();
+    } finally {
+      observing = false;
+      await observer;
     }
-    await fh.close();
-    const lastWrite = performance.now();
-    await w.ready;
-    await waitFor(async () => (await stat(dst).catch(() => null))?.size === full.length, { message: 'the whole file in dest' });
-    const arrived = performance.now();
-    observing = false;
-    await observer;
 
     expect(Math.max(...gaps)).toBeLessThan(stableMs); // the scenario held: every pause was shorter than stableMs
     expect(looks).toBeGreaterThan(20); // dest was looked at all along the write
-    expect([...sizes].filter((n) => n !== full.length)).toEqual([]); // and never held a part of it
+    expect([...sizes].filter((n) => n !== full().length)).toEqual([]); // and never held a part of it
     expect(arrived - lastWrite).toBeGreaterThanOrEqual(stableMs - 20); // it waited for the file to be stable
-    expect((await readFile(dst)).equals(full)).toBe(true);
+    expect((await readFile(dst)).equals(full())).toBe(true);
+    expect(syncs.flatMap((r) => r.copied)).toEqual(['slow.wav']); // copied once, whole
     expect(await tempFiles(p.dest)).toEqual([]);
   });
 
@@ -175,6 +187,35 @@ describe.each([false, true])('createWatcher (usePolling: %s)', (usePolling) => {
     await observer;
     expect([...sizes].filter((n) => n !== full.length)).toEqual([]);
     expect((await readFile(dst)).equals(full)).toBe(true);
+  });
+
+  test('the start reconcile of a tree is one full run: every file copied, orphans and a dead sync\'s temp files removed', async () => {
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 60; i++) files[`artist-${i % 3}/album-${i % 4}/track-${String(i).padStart(2, '0')}.mp3`] = `track ${i}`;
+    await writeTree(p.source, files);
+    await Promise.all(Object.keys(files).map((rel) => old(join(p.source, rel))));
+    // What the mirror holds from before: an orphan, a folder the source no longer has, and temp
+    // files of a sync that was killed (its pid is gone: a child that has exited).
+    const deadPid = Number((await run(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'])).stdout);
+    const dead = `.upload-sync-${deadPid.toString(36)}-0123456789ab.tmp`;
+    await writeTree(p.dest, { 'orphan.mp3': 'gone from source', 'gone-album/x.mp3': 'x', [dead]: 'half', [`artist-0/${dead}`]: 'half' });
+    const lines: string[] = [];
+    const logger = { info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) };
+    const { w, syncs, errors } = start({ delete: true, logger });
+    await w.ready;
+
+    const sorted = Object.keys(files).sort();
+    expect(syncs).toHaveLength(1);
+    expect(syncs[0]).toMatchObject({ status: 'ok', dryRun: false, copied: sorted, updated: [], deleted: ['gone-album/x.mp3', 'orphan.mp3'], unchanged: 0, errors: [] });
+    expect(w.stats()).toMatchObject({ reconciles: 1, syncs: 1, filesSynced: 62, pending: [], errors: 0 });
+    expect(Object.keys(await readMirror(p.dest))).toEqual(sorted);
+    expect(await exists(join(p.dest, 'gone-album'))).toBe(false);
+    // One run, logged like any sync: its start (full), a line per file, its outcome.
+    expect(lines.filter((l) => l.startsWith('Sync started'))).toEqual([expect.stringMatching(/ \(full\)$/)]);
+    expect(lines.filter((l) => l.startsWith('Copied '))).toHaveLength(60);
+    expect(lines).toContainEqual(expect.stringContaining(`a temp file of a sync that died (pid ${deadPid})`));
+    expect(lines.filter((l) => l.startsWith('Sync ok: 60 copied, 0 updated, 2 deleted, 0 unchanged'))).toHaveLength(1);
+    expect(errors).toEqual([]);
   });
 
   test('a file appended to in place (same name, same folder, no rename) is synced again', async () => {

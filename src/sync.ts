@@ -12,7 +12,7 @@ import { SourceGone, isAlive, publish, tempOwnerPid } from './publish.js';
 import { permissionAdvice } from './advice.js';
 import { diffTrees, type Diff } from './diff.js';
 import { createRunHelper, type CopyOutcome, type RunHelper, type WorkerData } from './threads.js';
-import { fileInfo, walk, type FileInfo } from './walk.js';
+import { fileInfo, type FileInfo } from './walk.js';
 
 /**
  * Mirrors the canonical uploads folder into the standalone output: the whole tree, or only
@@ -22,7 +22,29 @@ import { fileInfo, walk, type FileInfo } from './walk.js';
  * one follow-up run (targeted calls merge their lists). Runs across processes are serialized by a
  * lock file outside the public folders.
  */
-export async function syncUploads(options: SyncOptions = {}): Promise<SyncResult> {
+export function syncUploads(options: SyncOptions = {}): Promise<SyncResult> {
+  return start(options, null);
+}
+
+/**
+ * Internal (the watcher's reconcile; not exported by the package): a full run that leaves out the
+ * files modified after `newerThan` (epoch ms), which may still be written, and hands them back as
+ * `young` (source-relative) for the caller to sync once they are stable. Young files are neither
+ * errors nor copies. The run is its own: no other call merges with it, nor it with another.
+ */
+export async function syncSettled(options: Omit<SyncOptions, 'files'>, newerThan: number): Promise<{ result: SyncResult; young: string[] }> {
+  const leave: LeaveYoung = { newerThan, young: [] };
+  const result = await start({ ...options, files: undefined }, leave);
+  return { result, young: leave.young };
+}
+
+/** What `syncSettled` asks of a run: files modified after `newerThan` are left, and listed in `young`. */
+interface LeaveYoung {
+  newerThan: number;
+  young: string[];
+}
+
+async function start(options: SyncOptions, leave: LeaveYoung | null): Promise<SyncResult> {
   const started = performance.now();
   let config: ResolvedConfig;
   let files: string[] | null;
@@ -42,7 +64,7 @@ export async function syncUploads(options: SyncOptions = {}): Promise<SyncResult
     createLog('sync', null, null).info('Sync disabled by the environment (set NODE_ENV=production or ENABLE_UPLOAD_SYNC=true, or pass force)');
     return { ...emptyResult(config.dryRun), status: 'disabled', durationMs: elapsed(started) };
   }
-  return schedule(config, files, options.signal, options.onProgress);
+  return schedule(config, files, options.signal, options.onProgress, leave);
 }
 
 function validateFiles(files: unknown): string[] | null {
@@ -61,6 +83,7 @@ interface Pending {
   files: Set<unknown> | null;
   signal: AbortSignal | undefined;
   onProgress: ProgressFn | undefined;
+  leave: LeaveYoung | null;
   promise: Promise<SyncResult>;
   resolve: (result: SyncResult) => void;
 }
@@ -79,23 +102,24 @@ function runKey(c: ResolvedConfig): string {
 
 type ProgressFn = (progress: SyncProgress) => void;
 
-function schedule(config: ResolvedConfig, files: string[] | null, signal: AbortSignal | undefined, onProgress: ProgressFn | undefined): Promise<SyncResult> {
+function schedule(config: ResolvedConfig, files: string[] | null, signal: AbortSignal | undefined, onProgress: ProgressFn | undefined, leave: LeaveYoung | null): Promise<SyncResult> {
   // Keyed by dest's real path: two spellings of one folder share a queue (as they share the lock).
   const destKey = canonical(config.dest);
   let queue = queues.get(destKey);
   if (!queue) queues.set(destKey, (queue = { running: false, waiting: [] }));
   const key = runKey(config);
   const last = queue.waiting[queue.waiting.length - 1];
-  // A caller with its own signal, logger or progress callback keeps its own run, so nothing crosses callers.
-  const own = signal !== undefined || onProgress !== undefined;
-  if (last && last.key === key && last.config.logger === config.logger && last.signal === undefined && last.onProgress === undefined && !own) {
+  // A caller with its own signal, logger or progress callback keeps its own run, so nothing crosses
+  // callers; so does a run that leaves young files (a plain call must copy them, and it must not).
+  const own = signal !== undefined || onProgress !== undefined || leave !== null;
+  if (last && last.key === key && last.config.logger === config.logger && last.signal === undefined && last.onProgress === undefined && last.leave === null && !own) {
     if (files === null) last.files = null;
     else if (last.files !== null) for (const f of files) last.files.add(f);
     return last.promise;
   }
   let resolvePending!: (r: SyncResult) => void;
   const promise = new Promise<SyncResult>((r) => (resolvePending = r));
-  queue.waiting.push({ key, config, files: files && new Set(files), signal, onProgress, promise, resolve: resolvePending });
+  queue.waiting.push({ key, config, files: files && new Set(files), signal, onProgress, leave, promise, resolve: resolvePending });
   if (!queue.running) void drain(destKey, queue);
   return promise;
 }
@@ -104,7 +128,7 @@ async function drain(dest: string, queue: Queue): Promise<void> {
   queue.running = true;
   while (queue.waiting.length > 0) {
     const next = queue.waiting.shift()!;
-    next.resolve(await new SyncRun(next.config, next.files && [...next.files], next.signal, next.onProgress).run());
+    next.resolve(await new SyncRun(next.config, next.files && [...next.files], next.signal, next.onProgress, next.leave).run());
   }
   queue.running = false;
   queues.delete(dest);
@@ -157,6 +181,7 @@ class SyncRun {
     private readonly files: unknown[] | null,
     private readonly signal: AbortSignal | undefined,
     private readonly onProgress: ProgressFn | undefined = undefined,
+    private readonly leave: LeaveYoung | null = null,
   ) {
     this.result = emptyResult(config.dryRun);
     this.log = createLog('sync', config.logFile, config.logger);
@@ -252,6 +277,7 @@ class SyncRun {
     const { config } = this;
     const diff = await diffTrees(config.source, config.dest, prefix, { ...this.diffOptions(), signal: this.signal, helper: () => this.startHelper() });
     for (const { rel, reason } of diff.skippedLinks) this.log.warn(`Skipped symlink ${rel}: ${reason}`);
+    if (diff.young.length > 0) this.leaveYoung(diff.young);
     for (const e of diff.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
     this.result.unchanged += diff.unchanged;
     if (!config.dryRun) {
@@ -279,7 +305,16 @@ class SyncRun {
       delete: config.delete,
       dirMode: config.dirMode,
       fileMode: config.strategy === 'copy' ? config.fileMode : null, // a link's mode is the source's own
+      newerThan: this.leave?.newerThan ?? null,
     };
+  }
+
+  /** Files that differ but may still be written: handed to the caller, left out of this run (not a failure). */
+  private leaveYoung(young: string[]): void {
+    for (const rel of young) this.leave!.young.push(rel);
+    this.done += young.length;
+    const shown = young.slice(0, 5).join(', ') + (young.length > 5 ? ` and ${young.length - 5} more` : '');
+    this.log.info(`Left ${young.length} file${young.length === 1 ? '' : 's'} for later, modified too recently (may still be written): ${shown}`);
   }
 
   /** Dest folders the source no longer has: removed after the deletions if they are then empty. */
@@ -625,28 +660,4 @@ async function removeDeadTemps(dest: string, temps: Iterable<string>, log: RunLo
       (err) => errorCode(err) === 'ENOENT' || log.warn(`Could not remove the stale temp file ${rel}: ${errorMessage(err)}`),
     );
   }
-}
-
-/**
- * Removes the temp files of syncs that died from all of dest, under the lock. A full sync does this
- * as it goes; the watcher, whose reconcile syncs only the paths it chose, calls it at start.
- * Never rejects: what it could not do is logged.
- */
-export async function reapDeadTemps(config: ResolvedConfig, signal?: AbortSignal): Promise<void> {
-  const log = createLog('sync', config.logFile, config.logger);
-  try {
-    const release = await acquireLock(config.lockDir, config.dest, config.lockTimeoutMs, {
-      signal,
-      onCompromised: (err) => log.warn(`Sync lock taken over by another process (${err.message})`),
-    });
-    try {
-      const listing = await walk(config.dest, '', { extensions: config.extensions, temps: true, signal });
-      await removeDeadTemps(config.dest, listing.temps.keys(), log);
-    } finally {
-      await release();
-    }
-  } catch (err) {
-    log.warn(`Could not look for temp files of syncs that died: ${errorMessage(err)}`);
-  }
-  await log.flush();
 }

@@ -74,8 +74,9 @@ class WorkerHelper implements RunHelper {
   private wakers: Array<() => void> = [];
 
   constructor(url: URL, workerData: WorkerData) {
-    // No inherited flags: some (`--input-type`) fail in a worker.
-    this.worker = new Worker(url, { workerData, execArgv: [] });
+    // No inherited flags: some (`--input-type`) fail in a worker. A small young generation: what it
+    // allocates is short-lived (parts sent on, buffers of one file), and a large one only adds RSS.
+    this.worker = new Worker(url, { workerData, execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     this.worker.unref(); // kept alive only while it works for us (`give`)
     this.worker.on('message', (message: WorkerMessage) => {
       if (message.type === 'ready') this.state = 'idle';

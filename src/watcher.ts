@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events';
 import type { Stats } from 'node:fs';
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative, sep } from 'node:path';
-import { performance } from 'node:perf_hooks';
 // Types only: chokidar itself is loaded with `import()` when a watcher starts, so the main entry
 // (and `require('upload-sync')`) never loads it.
 import type { FSWatcher } from 'chokidar';
@@ -12,7 +11,7 @@ import { FolderWatch, folderIdentity } from './folder-watch.js';
 import { isIgnoredName, isSyncablePath, matchesExtensions, toPosix } from './filter.js';
 import { createLog, type RunLog } from './log.js';
 import type { SyncErrorEntry, SyncOptions, SyncResult, WatcherOptions } from './options.js';
-import { reapDeadTemps, syncUploads } from './sync.js';
+import { syncSettled, syncUploads } from './sync.js';
 
 /** What the `error` event carries: a stable `code` (Node's, such as `EACCES`, or ours) and, where one is involved, the `path`. */
 export interface WatcherError extends Error {
@@ -192,8 +191,6 @@ function toWatcherError(code: string, message: string, path?: string, cause?: un
   if (path !== undefined) err.path = path;
   return err;
 }
-
-const elapsed = (since: number) => Math.round((performance.now() - since) * 100) / 100;
 
 interface PendingPath {
   /** `stateOf` at the last look ('' before the first). */
@@ -752,69 +749,28 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
     this.reconcileQueued ??= this.enqueue(async () => {
       this.reconcileQueued = null;
       // While the source is missing, it was reported once; the source check resumes when it is back.
-      // At start, first the temp files a killed predecessor left in dest: the reconcile below syncs
-      // chosen paths only and never sees them.
-      if (atStart && !this.closed) await reapDeadTemps(this.config, this.abort.signal);
       if (!this.closed && (atStart || this.sourceId !== null)) await this.reconcile();
     }, () => undefined);
     return this.reconcileQueued;
   }
 
   /**
-   * Compares both trees (a dry run), then syncs what differs with a targeted run. A file modified
-   * less than `stableMs` ago may still be written: it becomes pending instead, like a changed path.
+   * One full sync of the whole tree (deletions too, with `delete`; and the temp files a killed
+   * predecessor left in dest). A file modified less than `stableMs` ago may still be written: the
+   * run leaves it, and it becomes pending like a changed path, synced once stable.
    */
   private async reconcile(): Promise<void> {
-    const started = performance.now();
     this.counts.reconciles++;
-    // The dry run writes nothing: keep its per-file lines out of the app's log.
-    const dry = await syncUploads({ ...this.syncOptions, dryRun: true, logFile: false, logger: undefined, signal: this.abort.signal });
-    if (this.closed) return; // close() came first: nothing was written, nothing to tell
-    let result: SyncResult;
-    if (dry.errors.some((e) => e.path === '')) {
-      result = { ...dry, status: 'failed', dryRun: false }; // source missing, bad config…
+    // Taken now: a wait for the lock only leaves more files for later, never copies one too young.
+    const { result, young } = await syncSettled({ ...this.syncOptions, signal: this.abort.signal }, Date.now() - this.config.stableMs);
+    if (this.closed) {
+      // close() came first and nothing was written: nothing to tell. Else the copies done before
+      // the abort are told, as for a batch.
+      if (result.copied.length + result.updated.length + result.deleted.length === 0) return;
     } else {
-      // Per-path errors of the comparison (a folder that cannot be read) do not stop the rest.
-      const files = await this.reconcileTargets(dry);
-      const run = files.length === 0 ? emptyResult() : await syncUploads({ ...this.syncOptions, files, signal: this.abort.signal });
-      const errors = [...dry.errors, ...run.errors].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-      const failed = run.errors.some((e) => e.path === '') || (run.status === 'failed' && files.length > 0);
-      const status = failed ? 'failed' : errors.length > 0 ? 'partial' : 'ok';
-      result = { ...run, status, unchanged: run.unchanged + dry.unchanged, errors };
+      for (const rel of young) this.track(rel); // (one already pending or stable is on its way)
     }
-    result.durationMs = elapsed(started);
     this.afterSync(result);
-  }
-
-  private async reconcileTargets(dry: SyncResult): Promise<string[]> {
-    const { source, stableMs } = this.config;
-    const now = Date.now();
-    const files: string[] = [];
-    for (const rel of [...dry.copied, ...dry.updated]) {
-      if (this.pending.has(rel) || this.stable.has(rel)) continue; // already on its way
-      const st = await stat(join(source, rel)).catch(() => null);
-      if (st === null) continue;
-      if (now - st.mtimeMs >= stableMs) files.push(rel);
-      else this.track(rel);
-    }
-    // A deleted folder goes as the folder, so the mirror loses the emptied folders too.
-    const missing = new Map<string, boolean>();
-    const isMissing = async (dir: string) => {
-      let gone = missing.get(dir);
-      if (gone === undefined) missing.set(dir, (gone = (await folderId(join(source, dir))) === null));
-      return gone;
-    };
-    for (const rel of dry.deleted) {
-      let target = rel;
-      for (let i = rel.indexOf('/'); i !== -1; i = rel.indexOf('/', i + 1)) {
-        if (await isMissing(rel.slice(0, i))) {
-          target = rel.slice(0, i);
-          break;
-        }
-      }
-      files.push(target);
-    }
-    return collapse(files);
   }
 
   // -------------------------------------------------------------------------------------------
