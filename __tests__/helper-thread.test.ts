@@ -66,6 +66,7 @@ const comparable = (r: SyncResult) => ({ ...r, durationMs: 0 });
 function eager(inner: RunHelper): RunHelper & { copyShares: CopyJob[][] } {
   let queued: (() => void) | null = null;
   let pending = false;
+  let copying = false;
   const copyShares: CopyJob[][] = [];
   const deliver = (send: () => void) => {
     pending = true;
@@ -95,9 +96,17 @@ function eager(inner: RunHelper): RunHelper & { copyShares: CopyJob[][] } {
     get failed() {
       return inner.failed;
     },
-    give: (items: DirItem[]) => deliver(() => inner.give(items)),
+    get copying() {
+      settle();
+      return pending && copying;
+    },
+    give: (items: DirItem[]) => {
+      copying = false;
+      deliver(() => inner.give(items));
+    },
     giveCopies: (jobs: CopyJob[]) => {
       copyShares.push(jobs);
+      copying = true;
       deliver(() => inner.giveCopies(jobs));
     },
     collect: (into) => inner.collect(into),
@@ -211,4 +220,21 @@ test('timers keep running during a long run of small synchronous copies', async 
   // Without yields, a timer due in 5 ms waits for the whole copy phase; with them, for ~10 ms at most.
   expect(ticks).toBeGreaterThanOrEqual(Math.floor(took / 100));
   expect((await readdir(join(p.dest, 'more'))).length).toBe(1500);
+});
+
+test('a long comparison hands its copies on as it goes: progress totals grow, the mirror is exact', async () => {
+  const p = tempProject('upload-sync-helper-');
+  projects.push(p);
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 5000; i++) files[`album-${i % 5}/t-${i}.mp3`] = `t ${i}`;
+  await writeTree(p.source, files);
+  const totals: number[] = [];
+  const result = await run(p, { onProgress: (pr: { filesTotal: number }) => void (totals.at(-1) !== pr.filesTotal && totals.push(pr.filesTotal)) });
+  expect(result.copied.length).toBe(5000);
+  // Copies went out in batches while the tree was still being compared, not as one plan of 5,000.
+  expect(totals.length).toBeGreaterThan(1);
+  expect(totals[0]).toBeLessThan(5000);
+  expect(totals.at(-1)).toBe(5000);
+  expect(await readTree(p.dest)).toEqual(files);
+  expect(await tempFiles(p.dest)).toEqual([]);
 });

@@ -22,6 +22,11 @@ export interface DiffOptions {
   newerThan?: number | null;
   signal?: AbortSignal | undefined;
   /**
+   * Called during a long comparison with the copies found so far (taken out of the diff), so the
+   * caller does them as it goes and memory stays at a batch: the comparison waits for it.
+   */
+  onCopies?: ((copies: Diff['copies']) => Promise<void>) | undefined;
+  /**
    * The helper thread for a large tree, started on the first call; `null` (or omitted): one
    * thread. The caller owns it: `diffTrees` leaves it running, and the caller stops it.
    */
@@ -96,6 +101,9 @@ export function emptyDiff(): Diff {
   return { copies: [], deletes: [], unchanged: 0, modeFixes: [], dirs: [], destOnlyDirs: [], temps: [], young: [], skippedLinks: [], errors: [] };
 }
 
+/** Copies found before they are handed to `onCopies`. */
+const STREAM_BATCH = 2000;
+
 /** Below this many folders in the frontier, a second thread costs more than it saves. */
 const SPLIT_AT = 16;
 /** Folders read breadth first, at most, while looking for that frontier. */
@@ -128,10 +136,14 @@ export async function diffTrees(source: string, dest: string, prefix: string, op
   if (!inSrcTop && inDstTop && opts.delete && prefix !== '') diff.destOnlyDirs.push(prefix);
 
   const stack: DirItem[] = [{ rel: prefix, inSrc: inSrcTop, inDst: inDstTop }];
-  if (opts.helper) await diffDirs(source, dest, stack, opts, diff, { untilFrontier: SPLIT_AT });
+  const { onCopies } = opts;
+  const atYield = onCopies && (async () => {
+    if (diff.copies.length >= STREAM_BATCH) await onCopies(diff.copies.splice(0));
+  });
+  if (opts.helper) await diffDirs(source, dest, stack, opts, diff, { untilFrontier: SPLIT_AT, atYield });
   const helper = stack.length >= SPLIT_AT ? (opts.helper?.() ?? null) : null;
   if (helper === null) {
-    await diffDirs(source, dest, stack, opts, diff);
+    await diffDirs(source, dest, stack, opts, diff, { atYield });
     return diff;
   }
   // Once the helper is up, it takes the oldest third of what is left (the larger subtrees: the
@@ -142,8 +154,9 @@ export async function diffTrees(source: string, dest: string, prefix: string, op
     if (helper.idle && stack.length >= 2) helper.give(stack.splice(0, Math.ceil(stack.length / 3)));
   };
   for (;;) {
-    await diffDirs(source, dest, stack, opts, diff, { betweenFolders: share, yieldEvery: HELPER_YIELD_EVERY });
+    await diffDirs(source, dest, stack, opts, diff, { betweenFolders: share, yieldEvery: HELPER_YIELD_EVERY, atYield });
     share();
+    await atYield?.();
     if (opts.signal?.aborted) break;
     if (stack.length > 0) continue; // a share handed back
     if (!helper.busy) break;
@@ -179,6 +192,8 @@ export interface DiffControl {
   betweenFolders?: () => void;
   /** Entries between yields to the event loop (default 2000). */
   yieldEvery?: number;
+  /** Awaited at each yield. */
+  atYield?: () => Promise<void>;
 }
 
 /**
@@ -186,7 +201,7 @@ export interface DiffControl {
  * first; else depth first (a smaller stack), from the top of the stack.
  */
 export async function diffDirs(source: string, dest: string, stack: DirItem[], opts: DiffOptions, diff: Diff, control: DiffControl = {}): Promise<void> {
-  const { untilFrontier, betweenFolders, yieldEvery = YIELD_EVERY } = control;
+  const { untilFrontier, betweenFolders, yieldEvery = YIELD_EVERY, atYield } = control;
   const fail = (rel: string, err: unknown, what = '') => addError(diff, rel, err, what);
   const onSkippedLink = (rel: string, reason: string) => diff.skippedLinks.push({ rel, reason });
   const newerThan = opts.newerThan ?? null;
@@ -226,7 +241,10 @@ export async function diffDirs(source: string, dest: string, stack: DirItem[], o
     }
 
     for (const entry of srcEntries ?? []) {
-      if (++count % yieldEvery === 0) await tick();
+      if (++count % yieldEvery === 0) {
+        await tick();
+        await atYield?.();
+      }
       const name = entry.name;
       if (isIgnoredName(name)) continue;
       const childRel = at(name);

@@ -97,7 +97,8 @@ export interface SyncOptions extends CommonOptions {
   /** Stops starting new copies; the run resolves with what was done and an `ERR_ABORTED` error entry. */
   signal?: AbortSignal;
   /**
-   * Called as the run advances: once the copies are planned, then after each file copied (or
+   * Called as the run advances: when copies are found (a long comparison hands them on in
+   * batches of a few thousand, so the totals grow while it runs), then after each file copied (or
    * failed). For progress bars; a call that throws is ignored. A call with its own `onProgress`
    * gets a run of its own (it is not merged with other callers').
    */

@@ -275,7 +275,13 @@ class SyncRun {
   /** Compares a subtree ('' for the whole tree) of both sides. */
   private async planSubtree(prefix: string): Promise<Op[]> {
     const { config } = this;
-    const diff = await diffTrees(config.source, config.dest, prefix, { ...this.diffOptions(), signal: this.signal, helper: () => this.startHelper() });
+    const diff = await diffTrees(config.source, config.dest, prefix, {
+      ...this.diffOptions(),
+      signal: this.signal,
+      helper: () => this.startHelper(),
+      // Copies are done as they are found: a tree of 100,000 new files is never planned at once.
+      onCopies: (copies) => this.executeCopies(copies),
+    });
     for (const { rel, reason } of diff.skippedLinks) this.log.warn(`Skipped symlink ${rel}: ${reason}`);
     if (diff.young.length > 0) this.leaveYoung(diff.young);
     for (const e of diff.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
@@ -441,16 +447,35 @@ class SyncRun {
   // -------------------------------------------------------------------------------------------
   // Execution.
 
+  /** Files and bytes of the run so far: the totals grow while a long comparison hands copies on. */
+  private readonly progress: SyncProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 };
+
   private async execute(ops: Op[]): Promise<void> {
-    const progress: SyncProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 };
     const copies: CopyOp[] = [];
     const deletes: string[] = [];
     for (const op of ops) {
-      if (op.kind === 'delete') {
-        deletes.push(op.rel);
-        continue;
+      if (op.kind === 'delete') deletes.push(op.rel);
+      else copies.push(op);
+    }
+    await this.executeCopies(copies);
+    let nextDelete = 0;
+    const deleter = async () => {
+      while (nextDelete < deletes.length && !this.signal?.aborted) {
+        const rel = deletes[nextDelete++]!;
+        await this.remove(rel).catch((err) => this.fail(rel, err));
       }
-      copies.push(op);
+    };
+    await Promise.all(Array.from({ length: Math.min(this.config.concurrency, deletes.length) }, deleter));
+    if (!this.signal?.aborted) await this.removeEmptyDirs();
+  }
+
+  /**
+   * Does `copies`: this thread takes them from the front; the helper thread, once up, takes shares
+   * from the back. What the helper could not do comes back here.
+   */
+  private async executeCopies(copies: CopyOp[]): Promise<void> {
+    const { progress } = this;
+    for (const op of copies) {
       progress.filesTotal++;
       progress.bytesTotal += op.src.size;
     }
@@ -460,9 +485,6 @@ class SyncRun {
       progress.bytesDone += op.src.size;
       this.reportProgress(progress);
     };
-
-    // Copies: this thread takes them from the front; the helper thread, once up, takes shares from
-    // the back. What the helper could not do comes back here.
     const helper = this.config.dryRun ? null : copies.length >= HELPER_MIN_COPIES ? this.startHelper() : (this.helper ?? null);
     const again: CopyOp[] = [];
     let next = 0;
@@ -508,19 +530,10 @@ class SyncRun {
       await Promise.all(Array.from({ length: Math.min(this.config.concurrency, Math.max(1, end - next + again.length)) }, copier));
       share();
       if (again.length > 0 && !this.signal?.aborted) continue;
-      if (helper === null || !helper.busy) break;
+      // (A share of the comparison it may be busy with is the comparison's to wait for.)
+      if (helper === null || !helper.copying) break;
       await helper.changed(); // its share is not stopped halfway, even when aborted: no half-done temp file
     }
-
-    let nextDelete = 0;
-    const deleter = async () => {
-      while (nextDelete < deletes.length && !this.signal?.aborted) {
-        const rel = deletes[nextDelete++]!;
-        await this.remove(rel).catch((err) => this.fail(rel, err));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.config.concurrency, deletes.length) }, deleter));
-    if (!this.signal?.aborted) await this.removeEmptyDirs();
   }
 
   /** The run's helper thread, started on first use (`null`: none, the run stays on this thread). */

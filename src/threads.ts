@@ -39,6 +39,8 @@ export type WorkerMessage = { type: 'ready' } | { type: 'part'; diff: Diff } | {
 export interface RunHelper extends DiffHelper {
   /** It died or was stopped: it takes no more shares (what it did not finish comes back by `collect*`). */
   readonly failed: boolean;
+  /** Busy with a share of copies (not of the comparison). */
+  readonly copying: boolean;
   giveCopies(jobs: CopyJob[]): void;
   /** Outcomes of copy jobs since the last call, and the jobs of a share it failed to finish (to do here). */
   collectCopies<J extends CopyJob>(): { done: Array<{ job: J; outcome: CopyOutcome }>; lost: J[] };
@@ -102,6 +104,10 @@ class WorkerHelper implements RunHelper {
 
   get failed(): boolean {
     return this.state === 'failed';
+  }
+
+  get copying(): boolean {
+    return this.state === 'busy' && this.copyShare.length > 0;
   }
 
   give(items: DirItem[]): void {
