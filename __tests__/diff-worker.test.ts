@@ -9,9 +9,10 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { diffDirs, diffTrees, emptyDiff, mergeDiff, type Diff, type DiffHelper, type DiffOptions, type DirItem } from '../src/diff.js';
-import { startDiffHelper, type WorkerMessage } from '../src/threads.js';
+import { startRunHelper, type WorkerMessage } from '../src/threads.js';
 import { syncUploads, type SyncResult } from '../src/index.js';
 import { DIST_ESM, cleanEnv, readTree, run, tempFiles, tempProject, waitFor, writeTree } from './helpers.js';
+import { eager } from './thread-helpers.js';
 
 const projects: Array<ReturnType<typeof tempProject>> = [];
 afterAll(async () => {
@@ -61,38 +62,6 @@ function sorted(diff: Diff): Diff {
   return out;
 }
 
-/**
- * Wraps a helper so that it takes a share at the first chance, whether or not it has started
- * (the share waits for it), and records what it was given.
- */
-function eager(inner: DiffHelper): DiffHelper & { given: DirItem[][] } {
-  let handed = false;
-  let delivered = false;
-  const given: DirItem[][] = [];
-  return {
-    given,
-    get idle() {
-      return !handed;
-    },
-    get busy() {
-      return handed && (!delivered || inner.busy);
-    },
-    give(items) {
-      handed = true;
-      given.push(items);
-      const start = () => {
-        if (!inner.idle) return void inner.changed().then(start);
-        delivered = true;
-        inner.give(items);
-      };
-      start();
-    },
-    collect: (into) => inner.collect(into),
-    changed: () => inner.changed(),
-    stop: () => inner.stop(),
-  };
-}
-
 describe('diffTrees with a helper thread', () => {
   let p: ReturnType<typeof tempProject>;
   let one: Diff;
@@ -110,14 +79,14 @@ describe('diffTrees with a helper thread', () => {
     const two = await diffTrees(p.source, p.dest, '', {
       ...opts,
       helper: () => {
-        const inner = startDiffHelper(p.source, p.dest, opts, pathToFileURL(script));
+        const inner = startRunHelper({ source: p.source, dest: p.dest, opts, copy: { strategy: 'copy', fileMode: null } }, pathToFileURL(script));
         expect(inner).not.toBeNull();
         return (helper = eager(inner!));
       },
     });
     helper!.stop(); // the caller owns it
-    expect(helper!.given.length).toBe(1);
-    expect(helper!.given[0]!.length).toBeGreaterThanOrEqual(6); // a third of a frontier of 16 or more folders
+    expect(helper!.compareShares.length).toBe(1);
+    expect(helper!.compareShares[0]!.length).toBeGreaterThanOrEqual(6); // a third of a frontier of 16 or more folders
     expect(sorted(two)).toEqual(sorted(one));
   });
 

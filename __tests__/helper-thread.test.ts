@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, expect, test } from '@jest/globals';
 import { syncUploads, type SyncResult } from '../src/index.js';
-import { setRunHelperFactory, startRunHelper, type CopyJob, type RunHelper, type WorkerData } from '../src/threads.js';
-import type { DirItem } from '../src/diff.js';
+import { setRunHelperFactory, startRunHelper, type CopyJob, type WorkerData } from '../src/threads.js';
 import { DIST_ESM, readTree, tempFiles, tempProject, writeTree } from './helpers.js';
+import { eager } from './thread-helpers.js';
 
 const BUILT_WORKER = join(DIST_ESM, '..', 'diff-worker.js');
 
@@ -61,60 +61,6 @@ async function expectExactMirror(p: ReturnType<typeof tempProject>): Promise<voi
 }
 
 const comparable = (r: SyncResult) => ({ ...r, durationMs: 0 });
-
-/** A helper that takes a share at the first chance; it waits for the thread to be up. Records its shares. */
-function eager(inner: RunHelper): RunHelper & { copyShares: CopyJob[][] } {
-  let queued: (() => void) | null = null;
-  let pending = false;
-  let copying = false;
-  const copyShares: CopyJob[][] = [];
-  const deliver = (send: () => void) => {
-    pending = true;
-    queued = send;
-    const tryNow = () => {
-      if (inner.failed) throw new Error('the helper thread failed before it took its first share');
-      if (!inner.idle) return void inner.changed().then(tryNow);
-      queued = null;
-      send();
-    };
-    tryNow();
-  };
-  // A share is pending until it is delivered and the thread is no longer busy with it.
-  const settle = () => {
-    if (pending && queued === null && !inner.busy) pending = false;
-  };
-  return {
-    copyShares,
-    get idle() {
-      settle();
-      return !pending && !inner.failed;
-    },
-    get busy() {
-      settle();
-      return pending;
-    },
-    get failed() {
-      return inner.failed;
-    },
-    get copying() {
-      settle();
-      return pending && copying;
-    },
-    give: (items: DirItem[]) => {
-      copying = false;
-      deliver(() => inner.give(items));
-    },
-    giveCopies: (jobs: CopyJob[]) => {
-      copyShares.push(jobs);
-      copying = true;
-      deliver(() => inner.giveCopies(jobs));
-    },
-    collect: (into) => inner.collect(into),
-    collectCopies: () => inner.collectCopies(),
-    changed: () => inner.changed(),
-    stop: () => inner.stop(),
-  };
-}
 
 /** Runs with the built worker script `script` as the helper, made eager; returns what it was given. */
 function useHelper(script: string): { copyShares: CopyJob[][]; started: number } {

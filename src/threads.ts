@@ -208,9 +208,3 @@ export function setRunHelperFactory(factory: (data: WorkerData) => RunHelper | n
     runHelperFactory = previous;
   };
 }
-
-/** Starts a helper that only compares (no copies): for `diffTrees` on its own. */
-export function startDiffHelper(source: string, dest: string, opts: DiffOptions, url: URL | null = workerUrl()): DiffHelper | null {
-  const { extensions, sourceReal, delete: del, dirMode, fileMode, newerThan } = opts;
-  return startRunHelper({ source, dest, opts: { extensions, sourceReal, delete: del, dirMode, fileMode, newerThan }, copy: { strategy: 'copy', fileMode: null } }, url);
-}
