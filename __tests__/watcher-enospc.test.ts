@@ -74,7 +74,9 @@ describe('the inotify watch limit (ENOSPC)', () => {
     // Still watching, now by polling: a new file arrives.
     await mkdir(join(p.source, 'later'));
     await writeFile(join(p.source, 'later', 'song.mp3'), 'song');
-    await waitFor(async () => exists(join(p.dest, 'later', 'song.mp3')), { message: 'later/song.mp3 in dest' });
-    expect(syncs.some((r) => r.copied.includes('later/song.mp3'))).toBe(true);
+    // The 'sync' event comes after the run ends (lock released, log written), a moment after the
+    // file is in dest: wait for the event, then look at dest.
+    await waitFor(() => syncs.some((r) => r.copied.includes('later/song.mp3')), { message: "a 'sync' event that copied later/song.mp3" });
+    expect(await exists(join(p.dest, 'later', 'song.mp3'))).toBe(true);
   });
 });

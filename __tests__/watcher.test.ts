@@ -152,6 +152,8 @@ describe.each([false, true])('createWatcher (usePolling: %s)', (usePolling) => {
     expect([...sizes].filter((n) => n !== full().length)).toEqual([]); // and never held a part of it
     expect(arrived - lastWrite).toBeGreaterThanOrEqual(stableMs - 20); // it waited for the file to be stable
     expect((await readFile(dst)).equals(full())).toBe(true);
+    // The 'sync' event comes once the run has ended, a moment after the file is in dest.
+    await waitFor(() => syncs.some((r) => r.copied.length > 0), { message: "the 'sync' event of the copy" });
     expect(syncs.flatMap((r) => r.copied)).toEqual(['slow.wav']); // copied once, whole
     expect(await tempFiles(p.dest)).toEqual([]);
   });
@@ -245,6 +247,8 @@ describe.each([false, true])('createWatcher (usePolling: %s)', (usePolling) => {
     }));
     await waitFor(async () => published(await readMirror(p.dest)).length === 200, { timeoutMs: 30_000, message: '200 files in dest' });
     expect(await readMirror(p.dest)).toEqual(Object.fromEntries(Object.entries(files).sort(([a], [b]) => (a < b ? -1 : 1))));
+    // A run's 'sync' event comes once it has ended, a moment after its last file is in dest.
+    await waitFor(() => syncs.slice(before).flatMap((r) => r.copied).length >= 200, { message: "the 'sync' events of the 200 copies" });
     const runs = syncs.slice(before);
     expect(runs.flatMap((r) => r.copied).length).toBe(200);
     expect(runs.length).toBeGreaterThanOrEqual(1);
@@ -301,10 +305,11 @@ describe.each([false, true])('createWatcher (usePolling: %s)', (usePolling) => {
     // `next build` replaces .next/standalone: dest is gone, and the source saw no event at all.
     await rm(join(p.root, '.next'), { recursive: true, force: true });
     const reconcilesBefore = w.stats().reconciles;
-    await waitFor(async () => published(await readMirror(p.dest)).length === 2, { message: 'the mirror rebuilt by a reconcile' });
+    const syncsBefore = syncs.length;
+    // The 'sync' event comes once the run has ended, a moment after the files are in dest.
+    await waitFor(() => syncs.slice(syncsBefore).some((r) => r.copied.length === 2 && r.status === 'ok'), { message: 'the mirror rebuilt by a reconcile' });
     expect(await readMirror(p.dest)).toEqual({ 'a.mp3': 'a', 'sub/b.mp3': 'b' });
     expect(w.stats().reconciles).toBeGreaterThan(reconcilesBefore);
-    expect(syncs.some((r) => r.copied.length === 2 && r.status === 'ok')).toBe(true);
   });
 
   test('flush() syncs pending paths at once and resolves with that run', async () => {
