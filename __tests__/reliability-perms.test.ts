@@ -7,10 +7,10 @@
  * `failed`, with a message that says what to fix (the old scripts' chown/chmod advice).
  */
 import { afterEach, describe, expect, test } from '@jest/globals';
-import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { SyncResult } from '../src/index.js';
+import type { CleanupResult, SyncResult } from '../src/index.js';
 import { CLI, DIST_ESM, cleanEnv, exists, readTree, tempFiles, tempProject, waitFor, writeTree } from './helpers.js';
 import { AS_ROOT, giveToNobody, killChild, startNode, type Child } from './reliability-helpers.js';
 
@@ -62,6 +62,19 @@ async function syncAsUser(options: Record<string, unknown>): Promise<SyncResult>
   return JSON.parse(child.stdout()) as SyncResult;
 }
 
+/** `cleanupOld` in a child process run as nobody (when we are root). */
+async function cleanupAsUser(options: Record<string, unknown>): Promise<CleanupResult> {
+  const script = `
+    import { cleanupOld } from ${JSON.stringify(pathToFileURL(DIST_ESM).href)};
+    const result = await cleanupOld(${JSON.stringify({ force: true, ...options })});
+    process.stdout.write(JSON.stringify(result));`;
+  const child = startNode(['--input-type=module', '-e', script], { asNobody: true, env: cleanEnv() });
+  children.push(child);
+  const exit = await child.exited;
+  expect({ exit, stderr: child.stderr() }).toEqual({ exit: { code: 0, signal: null }, stderr: '' });
+  return JSON.parse(child.stdout()) as CleanupResult;
+}
+
 /** The CLI run as nobody (when we are root). */
 async function cliAsUser(args: string[], env: Record<string, string> = {}) {
   const child = startNode([CLI, ...args], { asNobody: true, env: cleanEnv(env) });
@@ -111,6 +124,25 @@ describe(`permissions (${AS_ROOT ? 'as nobody, in child processes' : 'as the tes
     expect(missing.status).toBe('failed');
     expect(missing.errors.map((e) => e.code)).toEqual(['EACCES']);
     expect(missing.errors[0]!.message).toMatch(/chown|chmod|install -d/);
+  });
+
+  test('cleanup that cannot remove an orphan: partial, the rest removed, and the entry says what to fix (chown/chmod)', async () => {
+    const { lockDir } = await project({ 'keep.mp3': 'k' });
+    await writeTree(p.dest, { 'keep.mp3': 'k', 'gone.mp3': 'orphan' });
+    await giveTreeToNobody(join(p.root, '.next'));
+    const locked = join(p.dest, 'locked');
+    await mkdir(locked);
+    await writeFile(join(locked, 'orphan.mp3'), 'orphan');
+    const old = new Date(Date.now() - 40 * 86_400_000);
+    for (const rel of ['gone.mp3', 'locked/orphan.mp3']) await utimes(join(p.dest, rel), old, old);
+    await unwritable(locked); // its files cannot be removed by the cleanup's user
+    const result = await cleanupAsUser({ source: p.source, dest: p.dest, lockDir });
+    await chmod(locked, 0o755);
+    expect(result.status).toBe('partial');
+    expect(result.removed).toEqual(['gone.mp3']);
+    expect(result.errors.map((e) => [e.path, e.code])).toEqual([['locked/orphan.mp3', 'EACCES']]);
+    expect(result.errors[0]!.message).toMatch(/hint: the mirror must be writable by \S+: chown -R /);
+    expect(await readTree(p.dest)).toEqual({ 'keep.mp3': 'k', 'locked/orphan.mp3': 'orphan' });
   });
 
   test('an unwritable dest from the CLI: exit 1, and stderr says what to fix (chown/chmod, the mode variables)', async () => {

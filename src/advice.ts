@@ -1,16 +1,22 @@
 import { userInfo } from 'node:os';
 import { isInside } from './config.js';
 
-/** `nobody` (or `uid 65534` when the user has no name): who the sync runs as. */
-function user(): string {
+// Shared by the engine's one-line advice (below) and the CLI's fuller hints (cli/hints.ts).
+
+/** The user's name, for a command to paste (`chown -R nobody …`); the uid when it has no name. */
+export function userName(): string {
   try {
     return userInfo().username;
   } catch {
-    return `uid ${process.getuid?.() ?? '?'}`;
+    return String(process.getuid?.() ?? 'this-user');
   }
 }
 
-const within = (path: string, folder: string) => path === folder || isInside(path, folder);
+/** `path` is `folder` or inside it. */
+export const within = (path: string, folder: string) => path === folder || isInside(path, folder);
+
+/** The absolute paths Node quotes in an error message (`copyfile 'a' -> 'b'`, `mkdir 'x'`). */
+export const quotedPaths = (message: string) => [...message.matchAll(/'(\/[^']*)'/g)].map((m) => m[1]!);
 
 /**
  * What to do about a permission error, for the result's own message (a route's or the watcher's
@@ -19,8 +25,8 @@ const within = (path: string, folder: string) => path === folder || isInside(pat
  */
 export function permissionAdvice(code: string, message: string, source: string, dest: string): string | null {
   if (code !== 'EACCES' && code !== 'EPERM') return null;
-  const paths = [...message.matchAll(/'([^']+)'/g)].map((m) => m[1]!);
-  const who = user();
+  const paths = quotedPaths(message);
+  const who = userName();
   // Dest first: an open of our temp file, a mkdir, a rename or a chmod there is a write into the mirror.
   if (paths.some((p) => within(p, dest) || isInside(dest, p))) {
     return `hint: the mirror must be writable by ${who}: chown -R ${who} ${dest} (install -d -o ${who} ${dest} if it is missing), or a shared group with chmod -R g+rwX and UPLOAD_SYNC_DIR_MODE=775 UPLOAD_SYNC_FILE_MODE=664`;

@@ -1,6 +1,7 @@
 import { lstat, realpath, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { permissionAdvice } from './advice.js';
 import { resolveConfig, type ResolvedConfig } from './config.js';
 import { UploadSyncError, errorCode, errorMessage } from './errors.js';
 import { acquireLock, type Release } from './lock.js';
@@ -119,6 +120,8 @@ class CleanupRun {
 
   private fail(path: string, err: unknown): void {
     const entry = toEntry(path, err);
+    const advice = permissionAdvice(entry.code, entry.message, this.config.source, this.config.dest);
+    if (advice !== null) entry.message = `${entry.message} (${advice})`;
     this.result.errors.push(entry);
     this.log.error(`${path === '' ? 'Cleanup failed' : `Failed ${path}`}: ${entry.code}: ${entry.message}`);
   }

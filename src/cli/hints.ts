@@ -1,7 +1,8 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { dirname, join } from 'node:path';
+import { quotedPaths, userName, within } from '../advice.js';
 import { oneLine } from '../log.js';
 
 /** What a hint needs to know of the run's configuration. */
@@ -25,15 +26,6 @@ export interface Hint {
   kind: HintKind;
   text: string;
 }
-
-/** `inner` is `outer` or inside it. */
-const within = (inner: string, outer: string) => {
-  const rel = relative(outer, inner);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
-};
-
-/** The paths Node quotes in an error message (`copyfile 'a' -> 'b'`, `mkdir 'x'`). */
-const quotedPaths = (message: string) => [...message.matchAll(/'(\/[^']*)'/g)].map((m) => m[1]!);
 
 /** `user nobody, uid 65534` (the uid alone when it has no name). */
 function whoAmI(): string {
@@ -87,13 +79,7 @@ export async function hintsFor(paths: HintPaths, errors: readonly ErrorEntry[]):
   }
 
   const who = whoAmI();
-  const name = (() => {
-    try {
-      return userInfo().username;
-    } catch {
-      return String(process.getuid?.() ?? 'this-user');
-    }
-  })();
+  const name = userName();
   const hints: Hint[] = [];
   if (destDenied > 0) {
     const top = await existingAncestor(dest);
