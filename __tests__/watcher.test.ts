@@ -388,6 +388,38 @@ describe.each([false, true])('createWatcher (usePolling: %s)', (usePolling) => {
     expect(await readMirror(p.dest)).toEqual({ 'after.mp3': 'a', 'keep.mp3': 'k' });
   });
 
+  test('a chmod or utimes of a folder makes nothing pending; a file named after its folder is still synced and deleted', async () => {
+    await writeTree(p.source, { 'sub/a.mp3': 'a' });
+    await old(join(p.source, 'sub/a.mp3'));
+    // A long stableMs: what the events made pending stays pending while it is looked at.
+    const { w, errors } = start({ delete: true, stableMs: 60_000, maxWaitMs: 60_000 });
+    await w.ready;
+    // inotify reports a watched folder's own attribute change named after the folder: `sub/sub`,
+    // and `uploads` for the source itself. Nothing by those names exists on either side.
+    const t = new Date();
+    await chmod(join(p.source, 'sub'), 0o750);
+    await utimes(join(p.source, 'sub'), t, t);
+    await chmod(p.source, 0o750);
+    await utimes(p.source, t, t);
+    // Events of one folder come in order: once these two files are pending, the events before them were handled.
+    await writeTree(p.source, { 'sub/b.mp3': 'b', 'c.mp3': 'c' });
+    await waitFor(() => ['sub/b.mp3', 'c.mp3'].every((f) => w.stats().pending.includes(f)), { message: 'the new files pending' });
+    expect(w.stats().pending.filter((rel) => rel !== 'sub')).toEqual(['c.mp3', 'sub/b.mp3']); // (`sub` is dropped by the next poll: a folder)
+    await w.flush();
+    expect(await readMirror(p.dest)).toEqual({ 'c.mp3': 'c', 'sub/a.mp3': 'a', 'sub/b.mp3': 'b' });
+    await w.close();
+
+    // A file that does bear its folder's name is an entry like any other.
+    const again = start({ delete: true });
+    await again.w.ready;
+    await writeTree(p.source, { 'live/live': 'named after its folder' });
+    await waitFor(async () => (await readText(join(p.dest, 'live/live'))) === 'named after its folder', { message: 'live/live in dest' });
+    await unlink(join(p.source, 'live/live'));
+    await waitFor(async () => !(await exists(join(p.dest, 'live/live'))), { message: 'live/live removed from dest' });
+    expect(errors).toEqual([]);
+    expect(again.errors).toEqual([]);
+  });
+
   test('an unreadable subfolder is reported (EACCES) and the rest is watched', async () => {
     // Root reads everything: the watcher runs in a child process as `nobody` when the tests run as root.
     const asRoot = process.getuid?.() === 0;

@@ -493,12 +493,31 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
       this.addNewFolder(dir);
       return;
     }
-    // The source folder's own removal comes as an event of it, named after it.
-    if (dir === '' && name === basename(this.sourceReal ?? this.config.source)) void this.checkSource();
+    // A watched folder's own events (its removal; a chmod or utimes of it) come named after the
+    // folder itself: the same as an event of an entry of that name inside it.
+    const own = basename(dir === '' ? (this.sourceReal ?? this.config.source) : dir);
+    if (dir === '' && name === own) void this.checkSource();
     if (isIgnoredName(name)) return; // `dir` passed already: dot folders are not watched
     const rel = dir === '' ? name : `${dir}/${name}`;
+    if (name === own) void this.onOwnName(rel, event);
+    else this.onEntry(rel, event);
+  }
+
+  private onEntry(rel: string, event: string): void {
     if (isSyncablePath(rel, this.config.extensions)) this.touch(rel);
     if (event === 'rename') void this.onRename(rel);
+  }
+
+  /**
+   * An event named after its own folder (`a/a`): an entry of that name only when one is there, in
+   * the source or in dest, or watched; else it was the folder's own, and a sync would find nothing.
+   */
+  private async onOwnName(rel: string, event: string): Promise<void> {
+    const base = this.sourceReal;
+    if (base === null) return;
+    const there = (root: string) => lstat(join(root, rel)).then(() => true, () => false);
+    const entry = this.folders?.identity(rel) !== undefined || (await there(base)) || (await there(this.config.dest));
+    if (entry && !this.closed && this.sourceReal === base) this.onEntry(rel, event);
   }
 
   /** A folder appeared (watched and listed like any new one), went (no longer watched; with `delete`, mirrored as one path), or was replaced. */
