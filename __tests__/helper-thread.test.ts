@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, expect, test } from '@jest/globals';
 import { syncUploads, type SyncResult } from '../src/index.js';
-import { setRunHelperFactory, startRunHelper, type CopyJob, type WorkerData } from '../src/threads.js';
+import { setRunHelperFactory, startRunHelper, type CopyJob, type CopyOutcome, type WorkerData } from '../src/threads.js';
 import { DIST_ESM, readTree, tempFiles, tempProject, writeTree } from './helpers.js';
 import { eager } from './thread-helpers.js';
 
@@ -63,14 +63,15 @@ async function expectExactMirror(p: ReturnType<typeof tempProject>): Promise<voi
 const comparable = (r: SyncResult) => ({ ...r, durationMs: 0 });
 
 /** Runs with the built worker script `script` as the helper, made eager; returns what it was given. */
-function useHelper(script: string): { copyShares: CopyJob[][]; started: number } {
-  const seen = { copyShares: [] as CopyJob[][], started: 0 };
+function useHelper(script: string): { copyShares: CopyJob[][]; outcomes: Array<[string, CopyOutcome]>; started: number } {
+  const seen = { copyShares: [] as CopyJob[][], outcomes: [] as Array<[string, CopyOutcome]>, started: 0 };
   restore = setRunHelperFactory((data: WorkerData) => {
     const inner = startRunHelper(data, pathToFileURL(script));
     if (inner === null) throw new Error(`the helper script ${script} did not start`);
     seen.started++;
     const helper = eager(inner);
     seen.copyShares = helper.copyShares;
+    seen.outcomes = helper.outcomes;
     return helper;
   });
   return seen;
@@ -102,9 +103,32 @@ test('a run shares its copies with the helper thread: the same result and mirror
   const shared = seen.copyShares.flat().map((j) => j.rel);
   expect(shared.length).toBeGreaterThan(0);
   expect(new Set(shared).size).toBe(shared.length); // no file given twice
+  // Into an empty mirror: the helper finds each share's folders made (folders are this thread's
+  // work), so none of its copies fails and comes back to be done again.
+  expect(seen.outcomes.length).toBe(shared.length);
+  expect(seen.outcomes.filter(([, outcome]) => outcome !== 'copied')).toEqual([]);
   expect(comparable(two)).toEqual(comparable(one));
   expect(two.status).toBe('ok');
   expect(two.copied.length).toBe(1202);
+  await expectExactMirror(p);
+});
+
+test('copies handed on while the comparison runs: the helper finds the folders of its shares made, none of its copies fails', async () => {
+  // Over 2,000 copies: they go out in batches while the tree is compared, before the run has made
+  // the dest folders it found; a share's folders are made before the helper gets it.
+  const p = tempProject('upload-sync-helper-');
+  projects.push(p);
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 2400; i++) files[`album-${i % 24}/disc ${i % 3}/t-${i}.mp3`] = `t ${i}`;
+  await writeTree(p.source, files);
+  const seen = useHelper(BUILT_WORKER);
+  const result = await run(p);
+  expect(result.status).toBe('ok');
+  expect(result.copied.length).toBe(2400);
+  const shared = seen.copyShares.flat().map((j) => j.rel);
+  expect(shared.length).toBeGreaterThan(0);
+  expect(seen.outcomes.length).toBe(shared.length);
+  expect(seen.outcomes.filter(([, outcome]) => outcome !== 'copied')).toEqual([]);
   await expectExactMirror(p);
 });
 

@@ -1,17 +1,19 @@
 // Test helpers for a run's helper thread (src/threads.ts).
 import type { DirItem } from '../src/diff.js';
-import type { CopyJob, RunHelper } from '../src/threads.js';
+import type { CopyJob, CopyOutcome, RunHelper } from '../src/threads.js';
 
 /**
  * A helper that takes a share at the first chance, whether or not its thread is up (the share
- * waits for it), so the sharing happens whatever the machine's speed. Records its shares.
+ * waits for it), so the sharing happens whatever the machine's speed. Records its shares, and the
+ * outcome of each copy it reports.
  */
-export function eager(inner: RunHelper): RunHelper & { compareShares: DirItem[][]; copyShares: CopyJob[][] } {
+export function eager(inner: RunHelper): RunHelper & { compareShares: DirItem[][]; copyShares: CopyJob[][]; outcomes: Array<[string, CopyOutcome]> } {
   let queued: (() => void) | null = null;
   let pending = false;
   let copying = false;
   const compareShares: DirItem[][] = [];
   const copyShares: CopyJob[][] = [];
+  const outcomes: Array<[string, CopyOutcome]> = [];
   const deliver = (send: () => void) => {
     pending = true;
     queued = send;
@@ -30,6 +32,7 @@ export function eager(inner: RunHelper): RunHelper & { compareShares: DirItem[][
   return {
     compareShares,
     copyShares,
+    outcomes,
     get idle() {
       settle();
       return !pending && !inner.failed;
@@ -56,7 +59,11 @@ export function eager(inner: RunHelper): RunHelper & { compareShares: DirItem[][
       deliver(() => inner.giveCopies(jobs));
     },
     collect: (into) => inner.collect(into),
-    collectCopies: () => inner.collectCopies(),
+    collectCopies: <J extends CopyJob>() => {
+      const collected = inner.collectCopies<J>();
+      for (const { job, outcome } of collected.done) outcomes.push([job.rel, outcome]);
+      return collected;
+    },
     changed: () => inner.changed(),
     stop: () => inner.stop(),
   };

@@ -489,6 +489,8 @@ class SyncRun {
     const again: CopyOp[] = [];
     let next = 0;
     let end = copies.length;
+    /** A share on its way to the helper: its dest folders being made. */
+    let giving: Promise<void> | null = null;
     const share = () => {
       if (helper === null) return;
       const { done, lost } = helper.collectCopies<CopyOp>();
@@ -501,10 +503,17 @@ class SyncRun {
       }
       for (const job of lost) again.push(job);
       const left = end - next;
-      if (helper.idle && left >= 2 * MIN_COPY_SHARE && !this.signal?.aborted) {
+      if (giving === null && helper.idle && left >= 2 * MIN_COPY_SHARE && !this.signal?.aborted) {
         const n = Math.min(MAX_COPY_SHARE, Math.ceil(left / 4));
-        helper.giveCopies(copies.slice(end - n, end));
+        const jobs = copies.slice(end - n, end);
         end -= n;
+        giving = this.foldersFor(jobs).then((ready) => {
+          giving = null;
+          const give = new Set(this.signal?.aborted ? [] : ready);
+          if (give.size > 0) helper.giveCopies([...give]);
+          // A folder that could not be made: its files are done here, which reports why.
+          for (const job of jobs) if (!give.has(job)) again.push(job);
+        });
       }
     };
     let lastYield = performance.now();
@@ -529,11 +538,26 @@ class SyncRun {
     for (;;) {
       await Promise.all(Array.from({ length: Math.min(this.config.concurrency, Math.max(1, end - next + again.length)) }, copier));
       share();
+      if (giving !== null) {
+        await giving;
+        continue;
+      }
       if (again.length > 0 && !this.signal?.aborted) continue;
       // (A share of the comparison it may be busy with is the comparison's to wait for.)
       if (helper === null || !helper.copying) break;
       await helper.changed(); // its share is not stopped halfway, even when aborted: no half-done temp file
     }
+  }
+
+  /**
+   * Makes the dest folders of a share for the helper thread (which only publishes files: folders,
+   * their modes and the checks on them are this thread's). Returns the jobs whose folder is ready.
+   */
+  private async foldersFor(jobs: CopyOp[]): Promise<CopyOp[]> {
+    const ready = new Map<string, boolean>();
+    for (const job of jobs) ready.set(parentOf(job.rel), false);
+    await Promise.all([...ready.keys()].map((rel) => this.ensureDestDir(rel).then(() => void ready.set(rel, true), () => undefined)));
+    return jobs.filter((job) => ready.get(parentOf(job.rel)));
   }
 
   /** The run's helper thread, started on first use (`null`: none, the run stays on this thread). */
