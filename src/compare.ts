@@ -13,8 +13,11 @@ export function sameMtime(srcMs: number, destMs: number): boolean {
   return destCoarse && srcFine && diff < 2000;
 }
 
+/** What the quick check reads: a `FileInfo`, or a `Stats` as it comes (no copy of 20,000 of them for a no-op run). */
+export type QuickInfo = Pick<FileInfo, 'size' | 'mtimeMs' | 'ino' | 'dev'>;
+
 /** The quick check: a dest file is current when it is the same inode, or has the same size and mtime. */
-export function isCurrent(src: FileInfo, dest: FileInfo): boolean {
+export function isCurrent(src: QuickInfo, dest: QuickInfo): boolean {
   if (src.ino === dest.ino && src.dev === dest.dev) return true;
   return src.size === dest.size && sameMtime(src.mtimeMs, dest.mtimeMs);
 }

@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, type Dirent } from 'node:fs';
+import { lstatSync, readdirSync, type Dirent, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { isCurrent } from './compare.js';
 import { UploadSyncError, errorCode, errorMessage } from './errors.js';
@@ -265,22 +265,24 @@ export async function diffDirs(source: string, dest: string, stack: DirItem[], o
           continue;
         }
         if (!matchesExtensions(name, opts.extensions)) continue;
-        let src: FileInfo | null = null;
-        if (entry.isFile()) src = fileInfo(lstatSync(srcAbs(childRel)));
+        // Stats as they come, made into a FileInfo only for a copy: a no-op run of a large tree
+        // would otherwise make two objects per file for the garbage collector.
+        let src: Stats | FileInfo | null = null;
+        if (entry.isFile()) src = lstatSync(srcAbs(childRel));
         else if (entry.isSymbolicLink()) src = linkedFile(srcAbs(childRel), childRel, opts.sourceReal, onSkippedLink);
         if (src === null) continue; // sockets, FIFOs, devices, links not taken
         if (other === undefined) {
           if (newerThan !== null && src.mtimeMs > newerThan) diff.young.push(childRel);
-          else diff.copies.push({ kind: 'copy', rel: childRel, src, update: false });
+          else diff.copies.push({ kind: 'copy', rel: childRel, src: asInfo(src), update: false });
         } else if (other.isFile()) {
-          const dst = fileInfo(lstatSync(dstAbs(childRel)));
+          const dst = lstatSync(dstAbs(childRel));
           if (isCurrent(src, dst)) {
             diff.unchanged++;
-            if (opts.fileMode !== null && dst.mode !== opts.fileMode) diff.modeFixes.push(childRel);
+            if (opts.fileMode !== null && (dst.mode & 0o7777) !== opts.fileMode) diff.modeFixes.push(childRel);
           } else if (newerThan !== null && src.mtimeMs > newerThan) {
             diff.young.push(childRel);
           } else {
-            diff.copies.push({ kind: 'copy', rel: childRel, src, update: true });
+            diff.copies.push({ kind: 'copy', rel: childRel, src: asInfo(src), update: true });
           }
         } else {
           fail(childRel, conflict(childRel, other.isSymbolicLink()));
@@ -311,6 +313,8 @@ export async function diffDirs(source: string, dest: string, stack: DirItem[], o
     }
   }
 }
+
+const asInfo = (st: Stats | FileInfo): FileInfo => ('isFile' in st ? fileInfo(st) : st);
 
 function conflict(rel: string, isLink: boolean): UploadSyncError {
   return isLink
