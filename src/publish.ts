@@ -97,9 +97,7 @@ const isGone = (err: unknown) => errorCode(err) === 'ENOENT' || errorCode(err) =
  * @returns the bytes copied (another count than `expected.size` means the source changed).
  */
 async function copyBytes(src: string, tmp: string, expected: FileInfo, mode: number): Promise<number> {
-  // A small file copies in microseconds: a reflink saves nothing there, and its first attempt on a
-  // filesystem without one costs a file created and removed (and a thread pool round trip or two).
-  if (!reflinkUnsupported && expected.size > SMALL) {
+  if (!reflinkUnsupported) {
     try {
       await copyFile(src, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE_FORCE);
       await chmod(tmp, mode);
