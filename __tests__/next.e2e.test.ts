@@ -5,130 +5,26 @@
  * plays, seeks, restarts and rebuilds. Needs the npm registry (or a warm npm cache) and dist/.
  * `SKIP_NEXT_E2E=1` skips it (offline work); CI never sets it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, realpathSync } from 'node:fs';
-import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { ROOT, cleanEnv, exists, run, waitFor } from './helpers.js';
-
-const MINUTES = 60_000;
-const timings: Record<string, number> = {};
-async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
-  const started = Date.now();
-  try {
-    return await fn();
-  } finally {
-    timings[label] = Date.now() - started;
-  }
-}
+import { ROOT, cleanEnv, exists } from './helpers.js';
+import { MINUTES, commands, copyExample, get, servers, startServer as startIn, stopServer, type Started } from './next-helpers.js';
 
 let work = '';
 let app = '';
 let standalone = '';
 let server: Started | undefined;
-const servers = new Set<ChildProcess>();
 const suiteStarted = Date.now();
 
 /** The environment of every process of the app: no machine settings of ours, no Next telemetry. */
 const appEnv = (extra: Record<string, string> = {}) =>
   cleanEnv({ NEXT_TELEMETRY_DISABLED: '1', UPLOAD_SYNC_LOCK_DIR: join(work, 'locks'), ...extra });
-
-async function must(label: string, command: string, args: string[], cwd: string, timeoutMs: number): Promise<string> {
-  const r = await timed(label, () => run(command, args, { cwd, env: appEnv(), timeoutMs }));
-  if (r.code !== 0) throw new Error(`${label} failed (${r.code ?? r.signal}):\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
-  return r.stdout;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-interface Started {
-  child: ChildProcess;
-  base: string;
-  output: () => string;
-}
-
-/** Starts the standalone server from its own folder (as PM2 or systemd would) and waits until it answers. */
-async function startServer(): Promise<Started> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['server.js'], {
-    cwd: standalone,
-    env: appEnv({ PORT: String(port), HOSTNAME: '127.0.0.1' }),
-    detached: true, // its own process group, so stopServer reaches anything it starts
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  servers.add(child);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const base = `http://127.0.0.1:${port}`;
-  await waitFor(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${out}`);
-      return get(`${base}/`).then((r) => r.status === 200, () => false);
-    },
-    { timeoutMs: 60_000, intervalMs: 100, message: `the server on ${base}` },
-  );
-  return { child, base, output: () => out };
-}
-
-async function stopServer(started: Started | undefined): Promise<void> {
-  if (!started) return;
-  const { child } = started;
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((r) => child.once('exit', r));
-    try {
-      process.kill(-child.pid!, 'SIGTERM');
-    } catch {
-      // already gone
-    }
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }, 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  servers.delete(child);
-}
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
-
-/** A raw HTTP request: the path is sent exactly as given (fetch would normalize `%2e%2e` and `\`). */
-function get(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Answer> {
-  const { host, port, pathname } = new URL(url);
-  const rawPath = url.slice(url.indexOf('/', url.indexOf('//') + 2)) || pathname;
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: host.split(':')[0], port, path: rawPath, method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const { timings, timed, must } = commands(appEnv);
+const startServer = () => startIn(standalone, appEnv());
 
 const skip = process.env.SKIP_NEXT_E2E === '1';
 const SONG = randomBytes(300_000);
@@ -146,16 +42,7 @@ beforeAll(async () => {
   const tarball = join(pack, packed.trim().split('\n').pop()!);
 
   // The example as a user would copy it: without anything a local run left behind.
-  const example = join(ROOT, 'examples', 'next-app');
-  await cp(example, app, {
-    recursive: true,
-    filter: (src) => {
-      const rel = relative(example, src);
-      const top = rel.split(sep)[0];
-      if (top === 'node_modules' || top === '.next' || rel === 'next-env.d.ts') return false;
-      return !(rel.startsWith(join('public', 'uploads') + sep) && !rel.endsWith('.gitkeep'));
-    },
-  });
+  await copyExample(app);
   const pkgPath = join(app, 'package.json');
   const pkg = JSON.parse(await readFile(pkgPath, 'utf8')) as { dependencies: Record<string, string> };
   pkg.dependencies['upload-sync'] = `file:${tarball}`;
@@ -169,7 +56,7 @@ beforeAll(async () => {
 }, 15 * MINUTES);
 
 afterAll(async () => {
-  for (const child of servers) await stopServer({ child, base: '', output: () => '' });
+  for (const child of servers) await stopServer({ child });
   if (work !== '') await rm(work, { recursive: true, force: true });
   const total = Date.now() - suiteStarted;
   if (!skip) console.log(`next e2e timings (ms): ${JSON.stringify({ ...timings, total })}`);

@@ -1,0 +1,132 @@
+// Helpers of the Next.js end-to-end tests: the example copied as a user would, commands that must
+// succeed (timed), and the standalone server started, asked and stopped.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cp } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
+import { join, relative, sep } from 'node:path';
+import { ROOT, run, waitFor } from './helpers.js';
+
+export const MINUTES = 60_000;
+export const EXAMPLE = join(ROOT, 'examples', 'next-app');
+
+/** Copies examples/next-app to `to` without anything a local run left behind (node_modules, .next, uploads). */
+export async function copyExample(to: string): Promise<void> {
+  await cp(EXAMPLE, to, {
+    recursive: true,
+    filter: (src) => {
+      const rel = relative(EXAMPLE, src);
+      const top = rel.split(sep)[0];
+      if (top === 'node_modules' || top === '.next' || rel === 'next-env.d.ts' || rel === 'package-lock.json') return false;
+      return !(rel.startsWith(join('public', 'uploads') + sep) && !rel.endsWith('.gitkeep'));
+    },
+  });
+}
+
+/** Commands that must succeed, each timed into `timings`. */
+export function commands(env: () => NodeJS.ProcessEnv) {
+  const timings: Record<string, number> = {};
+  async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
+    const started = Date.now();
+    try {
+      return await fn();
+    } finally {
+      timings[label] = Date.now() - started;
+    }
+  }
+  async function must(label: string, command: string, args: string[], cwd: string, timeoutMs: number): Promise<string> {
+    const r = await timed(label, () => run(command, args, { cwd, env: env(), timeoutMs }));
+    if (r.code !== 0) throw new Error(`${label} failed (${r.code ?? r.signal}):\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
+    return r.stdout;
+  }
+  return { timings, timed, must };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Started {
+  child: ChildProcess;
+  base: string;
+  output: () => string;
+}
+
+/** Every server started and not yet stopped: afterAll stops them. */
+export const servers = new Set<ChildProcess>();
+
+/** Starts `node server.js` in the standalone folder (as PM2 or systemd would) and waits until it answers. */
+export async function startServer(standalone: string, env: NodeJS.ProcessEnv): Promise<Started> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['server.js'], {
+    cwd: standalone,
+    env: { ...env, PORT: String(port), HOSTNAME: '127.0.0.1' },
+    detached: true, // its own process group, so stopServer reaches anything it starts
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  servers.add(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${out}`);
+      return get(`${base}/`).then((r) => r.status === 200, () => false);
+    },
+    { timeoutMs: 60_000, intervalMs: 100, message: `the server on ${base}` },
+  );
+  return { child, base, output: () => out };
+}
+
+export async function stopServer(started: Pick<Started, 'child'> | undefined): Promise<void> {
+  if (!started) return;
+  const { child } = started;
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      process.kill(-child.pid!, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  servers.delete(child);
+}
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** A raw HTTP request: the path is sent exactly as given (fetch would normalize `%2e%2e` and `\`). */
+export function get(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Answer> {
+  const { host, port, pathname } = new URL(url);
+  const rawPath = url.slice(url.indexOf('/', url.indexOf('//') + 2)) || pathname;
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: host.split(':')[0], port, path: rawPath, method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
