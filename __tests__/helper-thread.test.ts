@@ -132,6 +132,38 @@ test('copies handed on while the comparison runs: the helper finds the folders o
   await expectExactMirror(p);
 });
 
+test('a helper that dies while its share\'s folders are made is given nothing: the run does the share itself', async () => {
+  const p = await project();
+  // A stand-in helper, no thread: idle when the run decides to give it a share, dead by the time
+  // the share's folders are made. A share given to it then would be lost.
+  let looks = 0;
+  const given: CopyJob[][] = [];
+  restore = setRunHelperFactory(() => ({
+    get idle() {
+      return looks++ === 0;
+    },
+    busy: false,
+    get failed() {
+      return looks > 1;
+    },
+    copying: false,
+    give: () => {
+      throw new Error('no share of the comparison was expected (4 folders)');
+    },
+    giveCopies: (jobs: CopyJob[]) => void given.push(jobs),
+    collect: () => [],
+    collectCopies: () => ({ done: [], lost: [] }),
+    changed: () => new Promise<void>(() => undefined), // it died: no change will come
+    stop: () => undefined,
+  }));
+  const result = await run(p);
+  expect(looks).toBeGreaterThanOrEqual(2); // it was looked at, and found dead when the folders were made
+  expect(given).toEqual([]);
+  expect(result.status).toBe('ok');
+  expect(result.copied.length).toBe(1202);
+  await expectExactMirror(p);
+});
+
 test('copies the helper reports as failed are done again here, and counted once', async () => {
   const p = await project();
   const seen = useHelper(await faultyWorker(p.root, `

@@ -509,7 +509,8 @@ class SyncRun {
         end -= n;
         giving = this.foldersFor(jobs).then((ready) => {
           giving = null;
-          const give = new Set(this.signal?.aborted ? [] : ready);
+          // (Still idle: a helper that failed meanwhile is given nothing.)
+          const give = new Set(this.signal?.aborted || !helper.idle ? [] : ready);
           if (give.size > 0) helper.giveCopies([...give]);
           // A folder that could not be made: its files are done here, which reports why.
           for (const job of jobs) if (!give.has(job)) again.push(job);
