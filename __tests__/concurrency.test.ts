@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from '@jest/globals';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -156,10 +156,19 @@ describe('cross-process runs', () => {
 
     const child = startChild(script, [JSON.stringify({ source, dest, force: true, lockDir })]);
     children.push(child);
-    // Kill the holder while it holds the lock and has copies in flight.
+    // Kill the holder while it holds the lock and a big copy is less than half done: far enough from
+    // its rename that the kill lands first, even on a loaded machine (a temp file seen a moment
+    // before its rename may be gone by the time the signal arrives).
+    const bigCopyInFlight = async () => {
+      for (const temp of await tempFiles(dest)) {
+        const size = (await stat(temp).catch(() => null))?.size;
+        if (!temp.startsWith(join(dest, 'small')) && size !== undefined && size < big / 2) return true;
+      }
+      return false;
+    };
     await waitFor(
-      async () => (await readdir(lockDir).catch(() => [])).some((n) => n.endsWith('.lock')) && (await tempFiles(dest)).length > 0,
-      { intervalMs: 2, message: 'the child to hold the lock and copy' },
+      async () => child.proc.exitCode !== null || ((await readdir(lockDir).catch(() => [])).some((n) => n.endsWith('.lock')) && (await bigCopyInFlight())),
+      { intervalMs: 1, message: 'the child to hold the lock and copy a big file' },
     );
     child.proc.kill('SIGKILL');
     expect(await child.exited).toEqual({ code: null, signal: 'SIGKILL' });
