@@ -4,7 +4,8 @@
  * the end: no error anywhere, an exact mirror, no temp file, and the lock never held by a dead
  * process (while it exists it is always fresh: its holder refreshes it; at the end it is gone).
  *
- * `npm test`: about 12 s of load. SOAK=1 (npm run test:soak): a minute, or RELIABILITY_LOAD_MS.
+ * A minute of load, as issue 7 asks (RELIABILITY_LOAD_MS sets another length; SOAK=1, npm run
+ * test:soak, runs five).
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { stat, writeFile } from 'node:fs/promises';
@@ -22,7 +23,7 @@ for (const key of Object.keys(process.env)) {
 }
 
 const SEED = seedFor('reliability-load');
-const LOAD_MS = Number(process.env.RELIABILITY_LOAD_MS ?? (SOAK ? 60_000 : 12_000));
+const LOAD_MS = Number(process.env.RELIABILITY_LOAD_MS ?? (SOAK ? 300_000 : 60_000));
 const WORKERS = 8;
 const KB = 1024;
 
