@@ -49,31 +49,20 @@ async function project(files: Record<string, string>): Promise<{ lockDir: string
   return { lockDir };
 }
 
-/** `syncUploads` in a child process run as nobody (when we are root). */
-async function syncAsUser(options: Record<string, unknown>): Promise<SyncResult> {
+/** `syncUploads` or `cleanupOld` in a child process run as nobody (when we are root). */
+async function asUser<R>(fn: 'syncUploads' | 'cleanupOld', options: Record<string, unknown>): Promise<R> {
   const script = `
-    import { syncUploads } from ${JSON.stringify(pathToFileURL(DIST_ESM).href)};
-    const result = await syncUploads(${JSON.stringify({ force: true, ...options })});
+    import { ${fn} } from ${JSON.stringify(pathToFileURL(DIST_ESM).href)};
+    const result = await ${fn}(${JSON.stringify({ force: true, ...options })});
     process.stdout.write(JSON.stringify(result));`;
   const child = startNode(['--input-type=module', '-e', script], { asNobody: true, env: cleanEnv() });
   children.push(child);
   const exit = await child.exited;
   expect({ exit, stderr: child.stderr() }).toEqual({ exit: { code: 0, signal: null }, stderr: '' });
-  return JSON.parse(child.stdout()) as SyncResult;
+  return JSON.parse(child.stdout()) as R;
 }
-
-/** `cleanupOld` in a child process run as nobody (when we are root). */
-async function cleanupAsUser(options: Record<string, unknown>): Promise<CleanupResult> {
-  const script = `
-    import { cleanupOld } from ${JSON.stringify(pathToFileURL(DIST_ESM).href)};
-    const result = await cleanupOld(${JSON.stringify({ force: true, ...options })});
-    process.stdout.write(JSON.stringify(result));`;
-  const child = startNode(['--input-type=module', '-e', script], { asNobody: true, env: cleanEnv() });
-  children.push(child);
-  const exit = await child.exited;
-  expect({ exit, stderr: child.stderr() }).toEqual({ exit: { code: 0, signal: null }, stderr: '' });
-  return JSON.parse(child.stdout()) as CleanupResult;
-}
+const syncAsUser = (options: Record<string, unknown>) => asUser<SyncResult>('syncUploads', options);
+const cleanupAsUser = (options: Record<string, unknown>) => asUser<CleanupResult>('cleanupOld', options);
 
 /** The CLI run as nobody (when we are root). */
 async function cliAsUser(args: string[], env: Record<string, string> = {}) {

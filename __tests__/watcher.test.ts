@@ -605,18 +605,14 @@ describe('createWatcher: configuration and the enable rule', () => {
 
   test('CHOKIDAR_USEPOLLING overrides usePolling both ways, as chokidar does', async () => {
     const opts = { source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks'), reconcileMs: 0 };
-    process.env.CHOKIDAR_USEPOLLING = 'true';
-    const polled = createWatcher({ ...opts, usePolling: false });
-    watchers.push(polled);
-    await polled.ready;
-    expect(polled.stats().mode).toBe('polling');
-    await polled.close();
-    process.env.CHOKIDAR_USEPOLLING = '0';
-    const native = createWatcher({ ...opts, usePolling: true });
-    watchers.push(native);
-    await native.ready;
-    expect(native.stats().mode).toBe('native');
-    await native.close();
+    for (const [env, usePolling, mode] of [['true', false, 'polling'], ['0', true, 'native']] as const) {
+      process.env.CHOKIDAR_USEPOLLING = env;
+      const w = createWatcher({ ...opts, usePolling });
+      watchers.push(w);
+      await w.ready;
+      expect(w.stats().mode).toBe(mode);
+      await w.close();
+    }
   });
 
   test('a bad option or environment variable throws ERR_CONFIG from createWatcher itself', () => {

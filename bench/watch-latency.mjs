@@ -68,6 +68,20 @@ async function until(cond, ms = 1) {
   while (!(await cond())) await delay(ms);
 }
 
+/** Writes `rel` in 4 chunks with short pauses (a slow client); returns ms from its last write to its arrival in dest. */
+async function upload(source, dest, rel, chunk) {
+  await mkdir(dirname(join(source, rel)), { recursive: true });
+  const fh = await open(join(source, rel), 'w');
+  for (let c = 0; c < 4; c++) {
+    await fh.write(chunk);
+    if (c < 3) await delay(20);
+  }
+  await fh.close();
+  const last = performance.now();
+  await until(async () => (await stat(join(dest, rel)).catch(() => null))?.size === chunk.length * 4);
+  return performance.now() - last;
+}
+
 const pct = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
 const mb = (kB) => `${(kB / 1024).toFixed(1)} MB`;
 
@@ -79,17 +93,7 @@ async function latency() {
   const chunk = Buffer.alloc(256 * 1024, 7);
   const times = [];
   for (let i = 0; i < uploads; i++) {
-    const rel = `u${i % 5}/upload-${i}.mp3`;
-    await mkdir(join(p.source, `u${i % 5}`), { recursive: true });
-    const fh = await open(join(p.source, rel), 'w');
-    for (let c = 0; c < 4; c++) {
-      await fh.write(chunk);
-      if (c < 3) await delay(20);
-    }
-    await fh.close();
-    const last = performance.now();
-    await until(async () => (await stat(join(p.dest, rel)).catch(() => null))?.size === chunk.length * 4);
-    times.push(performance.now() - last);
+    times.push(await upload(p.source, p.dest, `u${i % 5}/upload-${i}.mp3`, chunk));
   }
   w.child.kill('SIGTERM');
   await w.exited;
@@ -192,16 +196,7 @@ async function rssRun() {
     const folder = i % 2 === 0 ? `album-${String((i * 37) % tree.folders).padStart(4, '0')}` : `new-${tag}-${i}`;
     const rel = `${folder}/upload-${tag}-${i}.mp3`;
     written.push(rel);
-    await mkdir(join(tree.source, folder), { recursive: true });
-    const fh = await open(join(tree.source, rel), 'w');
-    for (let c = 0; c < 4; c++) {
-      await fh.write(chunk);
-      if (c < 3) await delay(20);
-    }
-    await fh.close();
-    const last = performance.now();
-    await until(async () => (await stat(join(dest, rel)).catch(() => null))?.size === chunk.length * 4);
-    times.push(performance.now() - last);
+    times.push(await upload(tree.source, dest, rel, chunk));
   }
   const after = await procStatus(child.pid);
   const watches = await inotifyWatches(child.pid);
