@@ -508,13 +508,13 @@ class SyncRun {
         const n = Math.min(MAX_COPY_SHARE, Math.ceil(left / 4));
         const jobs = copies.slice(end - n, end);
         end -= n;
-        giving = this.foldersFor(jobs).then((ready) => {
+        giving = this.foldersFor(jobs).then(({ ready, blocked }) => {
           giving = null;
-          // (Still idle: a helper that failed meanwhile is given nothing.)
-          const give = new Set(this.signal?.aborted || !helper.idle ? [] : ready);
-          if (give.size > 0) helper.giveCopies([...give]);
           // A folder that could not be made: its files are done here, which reports why.
-          for (const job of jobs) if (!give.has(job)) again.push(job);
+          for (const job of blocked) again.push(job);
+          // (Still idle: a helper that failed meanwhile is given nothing.)
+          if (this.signal?.aborted || !helper.idle) for (const job of ready) again.push(job);
+          else if (ready.length > 0) helper.giveCopies(ready);
         });
       }
     };
@@ -553,13 +553,17 @@ class SyncRun {
 
   /**
    * Makes the dest folders of a share for the helper thread (which only publishes files: folders,
-   * their modes and the checks on them are this thread's). Returns the jobs whose folder is ready.
+   * their modes and the checks on them are this thread's): the jobs whose folder is ready, and those
+   * whose folder could not be made.
    */
-  private async foldersFor(jobs: CopyOp[]): Promise<CopyOp[]> {
-    const ready = new Map<string, boolean>();
-    for (const job of jobs) ready.set(parentOf(job.rel), false);
-    await Promise.all([...ready.keys()].map((rel) => this.ensureDestDir(rel).then(() => void ready.set(rel, true), () => undefined)));
-    return jobs.filter((job) => ready.get(parentOf(job.rel)));
+  private async foldersFor(jobs: CopyOp[]): Promise<{ ready: CopyOp[]; blocked: CopyOp[] }> {
+    const made = new Map<string, boolean>();
+    for (const job of jobs) made.set(parentOf(job.rel), false);
+    await Promise.all([...made.keys()].map((rel) => this.ensureDestDir(rel).then(() => void made.set(rel, true), () => undefined)));
+    const ready: CopyOp[] = [];
+    const blocked: CopyOp[] = [];
+    for (const job of jobs) (made.get(parentOf(job.rel)) ? ready : blocked).push(job);
+    return { ready, blocked };
   }
 
   /** The run's helper thread, started on first use (`null`: none, the run stays on this thread). */
