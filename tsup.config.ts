@@ -10,8 +10,8 @@ const common: Options = {
   removeNodeProtocol: false,
 };
 const version = JSON.stringify(pkg.version);
-/** `diff-worker` runs in a worker thread (src/threads.ts finds it beside the bundle by this name). */
-const library = { index: 'src/index.ts', next: 'src/next.ts', 'diff-worker': 'src/diff-worker.ts' };
+/** `diff-worker` runs in a worker thread (src/engine/threads.ts finds it beside the bundle by this name). */
+const library = { index: 'src/index.ts', next: 'src/next.ts', 'diff-worker': 'src/engine/worker.ts' };
 const esmDefine = { __UPLOAD_SYNC_VERSION__: version, __DIFF_WORKER__: JSON.stringify('diff-worker.js') };
 
 export default defineConfig([

@@ -7,7 +7,7 @@ import { renameSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cleanupOld, syncUploads, type CleanupOptions, type CleanupResult } from '../src/index.js';
-import { acquireLock } from '../src/lock.js';
+import { acquireLock } from '../src/shared/lock.js';
 import { exists, readTree, tempFiles, tempProject, writeTree } from './helpers.js';
 
 // In-process calls read process.env: keep the machine's upload-sync settings out of this file.

@@ -2,7 +2,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join, parse } from 'node:path';
 import { describe, expect, test } from '@jest/globals';
 import { isSyncEnabled, resolveConfig, UploadSyncError, AUDIO_EXTENSIONS } from '../src/index.js';
-import { parseExtensions, parseMode, resolveRoot } from '../src/config.js';
+import { parseExtensions, parseMode, resolveRoot } from '../src/config/config.js';
 
 const root = join(tmpdir(), 'upload-sync-config-test');
 

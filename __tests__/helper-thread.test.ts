@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, expect, test } from '@jest/globals';
 import { syncUploads, type SyncResult } from '../src/index.js';
-import { setRunHelperFactory, startRunHelper, type CopyJob, type CopyOutcome, type WorkerData } from '../src/threads.js';
+import { setRunHelperFactory, startRunHelper, type CopyJob, type CopyOutcome, type WorkerData } from '../src/engine/threads.js';
 import { DIST_ESM, readTree, tempFiles, tempProject, writeTree } from './helpers.js';
 import { eager } from './thread-helpers.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
-import { contentTypeOf, extensionForType, extensionOf } from '../src/mime.js';
-import { chooseRange, isNotModified, isPreconditionFailure, isRangeFresh, parseEtagList, validatorsOf, type RangeChoice } from '../src/range.js';
+import { contentTypeOf, extensionForType, extensionOf } from '../src/next/mime.js';
+import { chooseRange, isNotModified, isPreconditionFailure, isRangeFresh, parseEtagList, validatorsOf, type RangeChoice } from '../src/next/range.js';
 
 const whole: RangeChoice = { kind: 'whole' };
 const unsat: RangeChoice = { kind: 'unsatisfiable' };

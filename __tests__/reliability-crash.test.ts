@@ -14,7 +14,7 @@ import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import { lockPath, STALE_MS } from '../src/lock.js';
+import { lockPath, STALE_MS } from '../src/shared/lock.js';
 import type { SyncResult } from '../src/index.js';
 import { CLI, cleanEnv, exists, runCli, tempFiles, tempProject, waitFor } from './helpers.js';
 import { SOAK, isTempPath, killChild, prng, randomTools, rawTree, seedFor, startNode, treeDiff, under, type Child } from './reliability-helpers.js';

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { syncUploads } from '../src/index.js';
 import { createUploadsRoute, saveUpload, UploadSyncError } from '../src/next.js';
-import type { UploadsRouteContext } from '../src/options.js';
+import type { UploadsRouteContext } from '../src/shared/options.js';
 import { runCli, cleanEnv, tempFiles, tempProject, writeTree } from './helpers.js';
 import { SOAK, filterTree, prng, randomTools, rawTree, seedFor, treeDiff, under } from './reliability-helpers.js';
 

@@ -12,7 +12,7 @@ import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
-import { lockPath, STALE_MS } from '../src/lock.js';
+import { lockPath, STALE_MS } from '../src/shared/lock.js';
 import { saveUpload } from '../src/next.js';
 import type { SyncResult } from '../src/index.js';
 import { CLI, DIST_ESM, cleanEnv, readTree, tempFiles, tempProject, waitFor } from './helpers.js';

@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
 import { syncUploads, type SyncResult } from '../src/index.js';
 import * as api from '../src/index.js';
-import { syncSettled } from '../src/sync.js';
-import { sameMtime } from '../src/compare.js';
+import { syncSettled } from '../src/engine/sync.js';
+import { sameMtime } from '../src/engine/compare.js';
 import lockfile from 'proper-lockfile';
-import { lockPath } from '../src/lock.js';
+import { lockPath } from '../src/shared/lock.js';
 import { exists, readTree, run, tempFiles, tempProject, writeTree } from './helpers.js';
 
 let p: ReturnType<typeof tempProject>;

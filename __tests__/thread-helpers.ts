@@ -1,6 +1,6 @@
 // Test helpers for a run's helper thread (src/threads.ts).
-import type { DirItem } from '../src/diff.js';
-import type { CopyJob, CopyOutcome, RunHelper } from '../src/threads.js';
+import type { DirItem } from '../src/engine/diff.js';
+import type { CopyJob, CopyOutcome, RunHelper } from '../src/engine/threads.js';
 
 /**
  * A helper that takes a share at the first chance, whether or not its thread is up (the share

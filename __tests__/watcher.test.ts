@@ -5,7 +5,7 @@ import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
-import { changedAt } from '../src/watcher.js';
+import { changedAt } from '../src/watch/watcher.js';
 import { createWatcher, UploadSyncError, type SyncResult, type UploadWatcher, type WatcherError, type WatcherOptions } from '../src/index.js';
 import { DIST_ESM, cleanEnv, exists, run, tempFiles, tempProject, waitFor, writeTree } from './helpers.js';
 import { published, readMirror } from './watch-helpers.js';

@@ -1,11 +1,11 @@
-export { syncUploads } from './sync.js';
-export { cleanupOld } from './cleanup.js';
-export { createWatcher } from './watcher.js';
-export type { UploadWatcher, WatcherError, WatcherEventMap, WatcherStats } from './watcher.js';
-export { resolveConfig, isSyncEnabled, AUDIO_EXTENSIONS } from './config.js';
-export type { ResolvedConfig, Env } from './config.js';
-export { UploadSyncError } from './errors.js';
-export type { UploadSyncErrorCode } from './errors.js';
+export { syncUploads } from './engine/sync.js';
+export { cleanupOld } from './cleanup/cleanup.js';
+export { createWatcher } from './watch/watcher.js';
+export type { UploadWatcher, WatcherError, WatcherEventMap, WatcherStats } from './watch/watcher.js';
+export { resolveConfig, isSyncEnabled, AUDIO_EXTENSIONS } from './config/config.js';
+export type { ResolvedConfig, Env } from './config/config.js';
+export { UploadSyncError } from './shared/errors.js';
+export type { UploadSyncErrorCode } from './shared/errors.js';
 export type {
   CleanupOptions,
   CleanupResult,
@@ -19,4 +19,4 @@ export type {
   SyncResult,
   UploadSyncOptions,
   WatcherOptions,
-} from './options.js';
+} from './shared/options.js';

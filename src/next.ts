@@ -1,9 +1,9 @@
 // `upload-sync/next`: the Next.js App Router side. Web Request/Response and Node built-ins only;
 // importing it never loads chokidar.
-export { createUploadsRoute } from './route.js';
-export { saveUpload } from './save.js';
-export { UploadSyncError } from './errors.js';
-export type { UploadSyncErrorCode } from './errors.js';
+export { createUploadsRoute } from './next/route.js';
+export { saveUpload } from './next/save.js';
+export { UploadSyncError } from './shared/errors.js';
+export type { UploadSyncErrorCode } from './shared/errors.js';
 export type {
   SavedUpload,
   SaveUploadOptions,
@@ -13,4 +13,4 @@ export type {
   UploadsRouteContext,
   UploadsRouteHandler,
   UploadsRouteOptions,
-} from './options.js';
+} from './shared/options.js';

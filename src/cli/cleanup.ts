@@ -1,7 +1,7 @@
-import { cleanupOld } from '../cleanup.js';
-import { resolveConfig, type ResolvedConfig } from '../config.js';
-import { formatBytes } from '../log.js';
-import type { CleanupOptions, CleanupResult } from '../options.js';
+import { cleanupOld } from '../cleanup/cleanup.js';
+import { resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { formatBytes } from '../shared/log.js';
+import type { CleanupOptions, CleanupResult } from '../shared/options.js';
 import { printHints } from './hints.js';
 import {
   COMMON_HELP,

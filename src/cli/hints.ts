@@ -2,8 +2,8 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
-import { quotedPaths, userName, within } from '../advice.js';
-import { oneLine } from '../log.js';
+import { quotedPaths, userName, within } from '../shared/advice.js';
+import { oneLine } from '../shared/log.js';
 
 /** What a hint needs to know of the run's configuration. */
 export interface HintPaths {

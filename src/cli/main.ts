@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { UploadSyncError, errorMessage } from '../errors.js';
+import { UploadSyncError, errorMessage } from '../shared/errors.js';
 import { cleanup } from './cleanup.js';
 import { EXIT, UsageError, type Command, type Values } from './shared.js';
 import { check, sync } from './sync.js';

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { formatBytes } from '../log.js';
-import type { SyncProgress } from '../options.js';
+import { formatBytes } from '../shared/log.js';
+import type { SyncProgress } from '../shared/options.js';
 
 /** `12/40 files, 3.1 MB of 9.8 MB, 1.2 MB/s`. */
 export function formatProgress(p: SyncProgress, elapsedMs: number): string {

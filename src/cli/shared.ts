@@ -1,7 +1,7 @@
 import { relative } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
-import { oneLine } from '../log.js';
-import type { CommonOptions } from '../options.js';
+import { oneLine } from '../shared/log.js';
+import type { CommonOptions } from '../shared/options.js';
 
 /** Exit codes of DESIGN.md: 0 done (or disabled), 1 the run failed in part or whole, 2 usage or configuration. */
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;

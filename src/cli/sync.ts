@@ -1,8 +1,8 @@
-import { cleanupOld } from '../cleanup.js';
-import { resolveConfig, type ResolvedConfig } from '../config.js';
-import { formatBytes } from '../log.js';
-import type { SyncOptions, SyncResult } from '../options.js';
-import { syncUploads } from '../sync.js';
+import { cleanupOld } from '../cleanup/cleanup.js';
+import { resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { formatBytes } from '../shared/log.js';
+import type { SyncOptions, SyncResult } from '../shared/options.js';
+import { syncUploads } from '../engine/sync.js';
 import { cleanupOptions, printCleanupSummary } from './cleanup.js';
 import { printHints } from './hints.js';
 import { createProgressLine } from './progress.js';

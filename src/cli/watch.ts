@@ -1,7 +1,7 @@
-import { parseInteger, resolveConfig } from '../config.js';
-import { formatBytes, formatLine, type Level } from '../log.js';
-import type { SyncResult, WatcherOptions } from '../options.js';
-import { createWatcher, type WatcherError } from '../watcher.js';
+import { parseInteger, resolveConfig } from '../config/config.js';
+import { formatBytes, formatLine, type Level } from '../shared/log.js';
+import type { SyncResult, WatcherOptions } from '../shared/options.js';
+import { createWatcher, type WatcherError } from '../watch/watcher.js';
 import { hintsFor, type HintKind } from './hints.js';
 import { COMMON_HELP, EXIT, PATH_OPTIONS, formatDuration, pathOptions, showPath, type Command, type Values } from './shared.js';
 

@@ -1,8 +1,8 @@
 import { realpathSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, parse, relative, resolve, sep } from 'node:path';
-import { UploadSyncError } from './errors.js';
-import type { Logger, Strategy, UploadSyncOptions } from './options.js';
+import { UploadSyncError } from '../shared/errors.js';
+import type { Logger, Strategy, UploadSyncOptions } from '../shared/options.js';
 
 /** The environment as `process.env` holds it. */
 export type Env = Readonly<Record<string, string | undefined>>;

@@ -5,13 +5,13 @@ import { basename, isAbsolute, join, relative, sep } from 'node:path';
 // Types only: chokidar itself is loaded with `import()` when a watcher starts, so the main entry
 // (and `require('upload-sync')`) never loads it.
 import type { FSWatcher } from 'chokidar';
-import { resolveConfig, type ResolvedConfig } from './config.js';
-import { errorCode, errorMessage } from './errors.js';
+import { resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { errorCode, errorMessage } from '../shared/errors.js';
 import { FolderWatch, folderIdentity } from './folder-watch.js';
-import { isIgnoredName, isSyncablePath, matchesExtensions, toPosix } from './filter.js';
-import { createLog, type RunLog } from './log.js';
-import type { SyncErrorEntry, SyncOptions, SyncResult, WatcherOptions } from './options.js';
-import { syncSettled, syncUploads } from './sync.js';
+import { isIgnoredName, isSyncablePath, matchesExtensions, toPosix } from '../shared/filter.js';
+import { createLog, type RunLog } from '../shared/log.js';
+import type { SyncErrorEntry, SyncOptions, SyncResult, WatcherOptions } from '../shared/options.js';
+import { syncSettled, syncUploads } from '../engine/sync.js';
 
 /** What the `error` event carries: a stable `code` (Node's, such as `EACCES`, or ours) and, where one is involved, the `path`. */
 export interface WatcherError extends Error {

@@ -1,12 +1,12 @@
 import { constants } from 'node:fs';
 import { open, realpath, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isInside, resolveConfig, type ResolvedConfig } from './config.js';
-import { UploadSyncError, errorCode, errorMessage } from './errors.js';
-import { isSyncablePath } from './filter.js';
-import { createLog } from './log.js';
+import { isInside, resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
+import { isSyncablePath } from '../shared/filter.js';
+import { createLog } from '../shared/log.js';
 import { contentTypeOf } from './mime.js';
-import type { UploadsRoute, UploadsRouteContext, UploadsRouteOptions } from './options.js';
+import type { UploadsRoute, UploadsRouteContext, UploadsRouteOptions } from '../shared/options.js';
 import { chooseRange, isNotModified, isPreconditionFailure, isRangeFresh, validatorsOf, type Validators } from './range.js';
 
 /** `send`'s default: caches keep the file but revalidate it (a cheap 304 with the ETag). */

@@ -1,9 +1,9 @@
 import { lstatSync, readdirSync, type Dirent, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { isCurrent } from './compare.js';
-import { UploadSyncError, errorCode, errorMessage } from './errors.js';
-import { isIgnoredName, isTempName, matchesExtensions } from './filter.js';
-import type { SyncErrorEntry } from './options.js';
+import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
+import { isIgnoredName, isTempName, matchesExtensions } from '../shared/filter.js';
+import type { SyncErrorEntry } from '../shared/options.js';
 import { fileInfo, linkedFile, type FileInfo } from './walk.js';
 
 export interface DiffOptions {

@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { link, mkdir, open, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AUDIO_EXTENSIONS, isInside, resolveConfig, type ResolvedConfig } from './config.js';
-import { UploadSyncError, errorCode } from './errors.js';
-import { isPartialName, matchesExtensions } from './filter.js';
+import { AUDIO_EXTENSIONS, isInside, resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { UploadSyncError, errorCode } from '../shared/errors.js';
+import { isPartialName, matchesExtensions } from '../shared/filter.js';
 import { extensionForType, extensionOf, mediaTypeOf } from './mime.js';
-import type { SaveUploadOptions, SavedUpload, SyncOptions, UploadInput } from './options.js';
-import { tempPathFor } from './publish.js';
+import type { SaveUploadOptions, SavedUpload, SyncOptions, UploadInput } from '../shared/options.js';
+import { tempPathFor } from '../engine/publish.js';
 import { DEFAULT_URL_PREFIX } from './route.js';
-import { syncUploads } from './sync.js';
+import { syncUploads } from '../engine/sync.js';
 
 /** Longest file name most filesystems take, in bytes. */
 const NAME_MAX = 255;

@@ -3,8 +3,8 @@
 import fs, { type FSWatcher, type Stats } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorCode } from './errors.js';
-import { isIgnoredName } from './filter.js';
+import { errorCode } from '../shared/errors.js';
+import { isIgnoredName } from '../shared/filter.js';
 
 /** What a `FolderWatch` reports. Folder paths are source-relative and `/`-separated, `''` for the source itself. */
 export interface FolderWatchHandlers {

@@ -3,9 +3,9 @@ import { closeSync, constants, fchmodSync, futimesSync, openSync, readSync, rena
 import { chmod, copyFile, link, open, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { UploadSyncError, errorCode } from './errors.js';
-import { TEMP_PREFIX } from './filter.js';
-import type { Strategy } from './options.js';
+import { UploadSyncError, errorCode } from '../shared/errors.js';
+import { TEMP_PREFIX } from '../shared/filter.js';
+import type { Strategy } from '../shared/options.js';
 import { fileInfo, type FileInfo } from './walk.js';
 
 /** Temp names of this process: its pid, then a counter from a random start (unique here, unlikely elsewhere). */

@@ -1,14 +1,14 @@
 import { lstat, realpath, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { permissionAdvice } from './advice.js';
-import { resolveConfig, type ResolvedConfig } from './config.js';
-import { UploadSyncError, errorCode, errorMessage } from './errors.js';
-import { acquireLock, type Release } from './lock.js';
-import { createLog, formatBytes, type RunLog } from './log.js';
-import type { CleanupOptions, CleanupResult } from './options.js';
-import { elapsed, parentOf, toEntry } from './sync.js';
-import { walk, type Listing } from './walk.js';
+import { permissionAdvice } from '../shared/advice.js';
+import { resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
+import { acquireLock, type Release } from '../shared/lock.js';
+import { createLog, formatBytes, type RunLog } from '../shared/log.js';
+import type { CleanupOptions, CleanupResult } from '../shared/options.js';
+import { elapsed, parentOf, toEntry } from '../engine/sync.js';
+import { walk, type Listing } from '../engine/walk.js';
 
 /**
  * A temp file of ours older than this was left by an interrupted sync. A running sync renames its

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import createDebug from 'debug';
 import { emptyDiff, mergeDiff, type Diff, type DiffHelper, type DiffOptions, type DirItem } from './diff.js';
-import type { Strategy } from './options.js';
+import type { Strategy } from '../shared/options.js';
 import type { FileInfo } from './walk.js';
 
 const debug = createDebug('upload-sync:diff');

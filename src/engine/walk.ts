@@ -1,9 +1,9 @@
 import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { errorCode, errorMessage } from './errors.js';
-import { isIgnoredName, isTempName, matchesExtensions } from './filter.js';
-import { isInside } from './config.js';
-import type { SyncErrorEntry } from './options.js';
+import { errorCode, errorMessage } from '../shared/errors.js';
+import { isIgnoredName, isTempName, matchesExtensions } from '../shared/filter.js';
+import { isInside } from '../config/config.js';
+import type { SyncErrorEntry } from '../shared/options.js';
 
 export interface FileInfo {
   size: number;
