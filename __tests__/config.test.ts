@@ -2,7 +2,8 @@ import { homedir, tmpdir } from 'node:os';
 import { join, parse } from 'node:path';
 import { describe, expect, test } from '@jest/globals';
 import { isSyncEnabled, resolveConfig, UploadSyncError, AUDIO_EXTENSIONS } from '../src/index.js';
-import { parseExtensions, parseMode, resolveRoot } from '../src/config/config.js';
+import { parseExtensions, parseMode } from '../src/config/parse.js';
+import { resolveRoot } from '../src/config/paths.js';
 
 const root = join(tmpdir(), 'upload-sync-config-test');
 

@@ -1,7 +1,7 @@
 import { chmod, lstat, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
-import { syncUploads, type SyncResult } from '../src/index.js';
+import { resolveSyncConfig, syncUploads, type SyncOptions, type SyncResult } from '../src/index.js';
 import * as api from '../src/index.js';
 import { syncSettled } from '../src/engine/sync.js';
 import { sameMtime } from '../src/engine/compare.js';
@@ -260,8 +260,8 @@ describe('targeted mode (files)', () => {
 });
 
 describe('syncSettled: the full run of the watcher\'s reconcile (internal)', () => {
-  const settled = (newerThan: number, extra: Parameters<typeof syncSettled>[0] = {}) =>
-    syncSettled({ source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks'), ...extra }, newerThan);
+  const settled = (newerThan: number, extra: SyncOptions = {}) =>
+    syncSettled(resolveSyncConfig({ source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks'), ...extra }), newerThan);
   const hourAgo = new Date(Date.now() - 3600_000);
   const age = (rel: string, at = hourAgo) => utimes(join(p.source, rel), at, at);
 

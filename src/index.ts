@@ -2,8 +2,9 @@ export { syncUploads } from './engine/sync.js';
 export { cleanupOld } from './cleanup/cleanup.js';
 export { createWatcher } from './watch/watcher.js';
 export type { UploadWatcher, WatcherError, WatcherEventMap, WatcherStats } from './watch/watcher.js';
-export { resolveConfig, isSyncEnabled, AUDIO_EXTENSIONS } from './config/config.js';
-export type { ResolvedConfig, Env } from './config/config.js';
+export { resolveConfig, resolveServeConfig, resolveSyncConfig, resolveWatchConfig, resolveCleanupConfig } from './config/config.js';
+export { isSyncEnabled, AUDIO_EXTENSIONS } from './config/parse.js';
+export type { ResolvedConfig, Env, PathsConfig, ServeConfig, RunConfig, SyncConfig, WatchConfig, CleanupConfig } from './config/config.js';
 export { UploadSyncError } from './shared/errors.js';
 export type { UploadSyncErrorCode } from './shared/errors.js';
 export type {

@@ -2,7 +2,7 @@ import { lstat, realpath, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { permissionAdvice } from '../shared/advice.js';
-import { resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { resolveCleanupConfig, type CleanupConfig } from '../config/config.js';
 import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
 import { acquireLock, type Release } from '../shared/lock.js';
 import { createLog, formatBytes, type RunLog } from '../shared/log.js';
@@ -29,9 +29,9 @@ const DAY_MS = 24 * 60 * 60 * 1000;
  */
 export async function cleanupOld(options: CleanupOptions = {}): Promise<CleanupResult> {
   const started = performance.now();
-  let config: ResolvedConfig;
+  let config: CleanupConfig;
   try {
-    config = resolveConfig(options);
+    config = resolveCleanupConfig(options);
   } catch (err) {
     return { ...emptyResult(Boolean(options?.dryRun)), status: 'failed', errors: [toEntry('', err)], durationMs: elapsed(started) };
   }
@@ -75,7 +75,7 @@ class CleanupRun {
   private source: Listing | null = null;
   private sourceId = '';
 
-  constructor(private readonly config: ResolvedConfig) {
+  constructor(private readonly config: CleanupConfig) {
     this.result = emptyResult(config.dryRun);
     this.log = createLog('cleanup', config.logFile, config.logger);
     const now = Date.now();

@@ -1,5 +1,5 @@
 import { cleanupOld } from '../cleanup/cleanup.js';
-import { resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { resolveCleanupConfig, type CleanupConfig } from '../config/config.js';
 import { formatBytes } from '../shared/log.js';
 import type { CleanupOptions, CleanupResult } from '../shared/options.js';
 import { printHints } from './hints.js';
@@ -56,7 +56,7 @@ Examples:
   async run(values) {
     const options = cleanupOptions(values, Boolean(values['dry-run']));
     // Resolve first, so a configuration error is exit 2 with its message, before any work.
-    const config = resolveConfig(options);
+    const config = resolveCleanupConfig(options);
     const result = await cleanupOld(options);
     if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else printCleanupSummary(config, result, Boolean(values.verbose));
@@ -83,7 +83,7 @@ export function cleanupOptions(values: Values, dryRun: boolean): CleanupOptions 
 }
 
 /** Like the sync summary: a header and the files on a terminal, one line elsewhere. */
-export function printCleanupSummary(config: ResolvedConfig, r: CleanupResult, verbose: boolean): void {
+export function printCleanupSummary(config: CleanupConfig, r: CleanupResult, verbose: boolean): void {
   const tty = Boolean(process.stdout.isTTY);
   const out: string[] = [];
   const what = `${showPath(config.dest)} (${config.orphansOnly ? 'orphans' : 'every file'} older than ${config.olderThanDays} day${config.olderThanDays === 1 ? '' : 's'})`;

@@ -1,5 +1,5 @@
 import { cleanupOld } from '../cleanup/cleanup.js';
-import { resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { resolveCleanupConfig, resolveSyncConfig, type PathsConfig } from '../config/config.js';
 import { formatBytes } from '../shared/log.js';
 import type { SyncOptions, SyncResult } from '../shared/options.js';
 import { syncUploads } from '../engine/sync.js';
@@ -81,9 +81,9 @@ async function runSync(values: Values, dryRun: boolean): Promise<number> {
   if (values.delete) options.delete = true;
   if (Array.isArray(values.file)) options.files = values.file as string[];
   // Resolve first, so a configuration error is exit 2 with its message, before any work.
-  const config = resolveConfig(options);
+  const config = resolveSyncConfig(options);
   const cleanup = values.cleanup ? cleanupOptions(values, dryRun) : null;
-  if (cleanup) resolveConfig(cleanup);
+  const cleanupConfig = cleanup ? resolveCleanupConfig(cleanup) : null;
   const progress = !values.json && process.stderr.isTTY ? createProgressLine(process.stderr) : null;
   if (progress) options.onProgress = progress.update;
   let result: SyncResult;
@@ -108,7 +108,7 @@ async function runSync(values: Values, dryRun: boolean): Promise<number> {
   }
   const cleaned = await cleanupOld(cleanup);
   if (values.json) process.stdout.write(`${JSON.stringify({ sync: result, cleanup: cleaned }, null, 2)}\n`);
-  else printCleanupSummary(config, cleaned, Boolean(values.verbose));
+  else printCleanupSummary(cleanupConfig!, cleaned, Boolean(values.verbose));
   await printHints(config, cleaned.errors);
   return Math.max(exitCodeOf(result), exitCodeOf(cleaned));
 }
@@ -117,7 +117,7 @@ async function runSync(values: Values, dryRun: boolean): Promise<number> {
  * On a terminal: a header, the first files of each list and a summary line. Off a terminal (PM2,
  * cron, a pipe): one summary line, preceded by every file with --verbose.
  */
-function printSummary(config: ResolvedConfig, r: SyncResult, verbose: boolean): void {
+function printSummary(config: PathsConfig, r: SyncResult, verbose: boolean): void {
   const out: string[] = [];
   const tty = Boolean(process.stdout.isTTY);
   const paths = `${showPath(config.source)} -> ${showPath(config.dest)}`;

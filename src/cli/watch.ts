@@ -1,4 +1,5 @@
-import { parseInteger, resolveConfig } from '../config/config.js';
+import { resolveWatchConfig } from '../config/config.js';
+import { parseInteger } from '../config/parse.js';
 import { formatBytes, formatLine, type Level } from '../shared/log.js';
 import type { SyncResult, WatcherOptions } from '../shared/options.js';
 import { createWatcher, type WatcherError } from '../watch/watcher.js';
@@ -63,7 +64,7 @@ async function runWatch(values: Values): Promise<number> {
   const json = Boolean(values.json);
   const say = (level: Level, message: string) => (json || level !== 'INFO' ? process.stderr : process.stdout).write(formatLine(level, message));
 
-  const config = resolveConfig(options); // a configuration error throws here: exit 2
+  const config = resolveWatchConfig(options); // a configuration error throws here: exit 2
   const { source } = config;
   const watcher = createWatcher(options);
   if (!watcher.enabled) {

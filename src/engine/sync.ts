@@ -3,7 +3,8 @@ import { chmodSync, lstatSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isCurrent } from './compare.js';
-import { canonical, isInside, resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { resolveSyncConfig, type SyncConfig } from '../config/config.js';
+import { canonical, isInside } from '../config/paths.js';
 import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
 import { isSyncablePath, toPosix } from '../shared/filter.js';
 import { acquireLock, type Release } from '../shared/lock.js';
@@ -23,35 +24,13 @@ import { fileInfo, type FileInfo } from './walk.js';
  * one follow-up run (targeted calls merge their lists). Runs across processes are serialized by a
  * lock file outside the public folders.
  */
-export function syncUploads(options: SyncOptions = {}): Promise<SyncResult> {
-  return start(options, null);
-}
-
-/**
- * Internal (the watcher's reconcile; not exported by the package): a full run that leaves out the
- * files modified after `newerThan` (epoch ms), which may still be written, and hands them back as
- * `young` (source-relative) for the caller to sync once they are stable. Young files are neither
- * errors nor copies. The run is its own: no other call merges with it, nor it with another.
- */
-export async function syncSettled(options: Omit<SyncOptions, 'files'>, newerThan: number): Promise<{ result: SyncResult; young: string[] }> {
-  const leave: LeaveYoung = { newerThan, young: [] };
-  const result = await start({ ...options, files: undefined }, leave);
-  return { result, young: leave.young };
-}
-
-/** What `syncSettled` asks of a run: files modified after `newerThan` are left, and listed in `young`. */
-interface LeaveYoung {
-  newerThan: number;
-  young: string[];
-}
-
-async function start(options: SyncOptions, leave: LeaveYoung | null): Promise<SyncResult> {
+export async function syncUploads(options: SyncOptions = {}): Promise<SyncResult> {
   const started = performance.now();
-  let config: ResolvedConfig;
-  let files: string[] | null;
+  let config: SyncConfig;
+  let request: SyncRequest;
   try {
-    config = resolveConfig(options);
-    files = validateFiles(options.files);
+    config = resolveSyncConfig(options);
+    request = { files: validateFiles(options.files), signal: options.signal, onProgress: options.onProgress };
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
       throw new UploadSyncError('ERR_CONFIG', 'Invalid option `signal`: expected an AbortSignal');
     }
@@ -61,11 +40,50 @@ async function start(options: SyncOptions, leave: LeaveYoung | null): Promise<Sy
   } catch (err) {
     return { ...emptyResult(Boolean(options?.dryRun)), status: 'failed', errors: [toEntry('', err)], durationMs: elapsed(started) };
   }
+  return runSync(config, request);
+}
+
+/** What one sync is asked to do besides its configuration. */
+export interface SyncRequest {
+  /** Targeted: only these paths (source-relative, or absolute inside source). `null`/absent: the whole tree. */
+  files?: readonly unknown[] | null;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((progress: SyncProgress) => void) | undefined;
+}
+
+/**
+ * Internal entry (the watcher, `saveUpload`): a sync with a configuration resolved once by the
+ * caller. Follows the enable rule (`force` in the config overrides it). Never rejects.
+ */
+export function runSync(config: SyncConfig, request: SyncRequest = {}): Promise<SyncResult> {
+  return start(config, request, null);
+}
+
+/**
+ * Internal (the watcher's reconcile; not exported by the package): a full run that leaves out the
+ * files modified after `newerThan` (epoch ms), which may still be written, and hands them back as
+ * `young` (source-relative) for the caller to sync once they are stable. Young files are neither
+ * errors nor copies. The run is its own: no other call merges with it, nor it with another.
+ */
+export async function syncSettled(config: SyncConfig, newerThan: number, signal?: AbortSignal): Promise<{ result: SyncResult; young: string[] }> {
+  const leave: LeaveYoung = { newerThan, young: [] };
+  const result = await start(config, { signal }, leave);
+  return { result, young: leave.young };
+}
+
+/** What `syncSettled` asks of a run: files modified after `newerThan` are left, and listed in `young`. */
+interface LeaveYoung {
+  newerThan: number;
+  young: string[];
+}
+
+async function start(config: SyncConfig, request: SyncRequest, leave: LeaveYoung | null): Promise<SyncResult> {
+  const started = performance.now();
   if (!config.enabled && !config.force) {
     createLog('sync', null, null).info('Sync disabled by the environment (set NODE_ENV=production or ENABLE_UPLOAD_SYNC=true, or pass force)');
     return { ...emptyResult(config.dryRun), status: 'disabled', durationMs: elapsed(started) };
   }
-  return schedule(config, files, options.signal, options.onProgress, leave);
+  return schedule(config, request.files ? [...request.files] as string[] : null, request.signal, request.onProgress, leave);
 }
 
 function validateFiles(files: unknown): string[] | null {
@@ -79,7 +97,7 @@ function validateFiles(files: unknown): string[] | null {
 
 interface Pending {
   key: string;
-  config: ResolvedConfig;
+  config: SyncConfig;
   /** `null`: a full run. */
   files: Set<unknown> | null;
   signal: AbortSignal | undefined;
@@ -97,13 +115,13 @@ interface Queue {
 const queues = new Map<string, Queue>();
 
 /** Everything that changes what a run does, but the file list. Runs with equal keys can merge. */
-function runKey(c: ResolvedConfig): string {
+function runKey(c: SyncConfig): string {
   return JSON.stringify([c.source, c.dest, c.extensions && [...c.extensions], c.strategy, c.delete, c.dryRun, c.fileMode, c.dirMode, c.concurrency, c.logFile, c.lockDir, c.lockTimeoutMs]);
 }
 
 type ProgressFn = (progress: SyncProgress) => void;
 
-function schedule(config: ResolvedConfig, files: string[] | null, signal: AbortSignal | undefined, onProgress: ProgressFn | undefined, leave: LeaveYoung | null): Promise<SyncResult> {
+function schedule(config: SyncConfig, files: string[] | null, signal: AbortSignal | undefined, onProgress: ProgressFn | undefined, leave: LeaveYoung | null): Promise<SyncResult> {
   // Keyed by dest's real path: two spellings of one folder share a queue (as they share the lock).
   const destKey = canonical(config.dest);
   let queue = queues.get(destKey);
@@ -178,7 +196,7 @@ class SyncRun {
   private helper: RunHelper | null | undefined = undefined;
 
   constructor(
-    private readonly config: ResolvedConfig,
+    private readonly config: SyncConfig,
     private readonly files: unknown[] | null,
     private readonly signal: AbortSignal | undefined,
     private readonly onProgress: ProgressFn | undefined = undefined,

@@ -2,7 +2,7 @@ import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node
 import { join } from 'node:path';
 import { errorCode, errorMessage } from '../shared/errors.js';
 import { isIgnoredName, isTempName, matchesExtensions } from '../shared/filter.js';
-import { isInside } from '../config/config.js';
+import { isInside } from '../config/paths.js';
 import type { SyncErrorEntry } from '../shared/options.js';
 
 export interface FileInfo {

@@ -1,7 +1,8 @@
 import { constants } from 'node:fs';
 import { open, realpath, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isInside, resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { resolveServeConfig, type ServeConfig } from '../config/config.js';
+import { isInside } from '../config/paths.js';
 import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
 import { isSyncablePath } from '../shared/filter.js';
 import { createLog } from '../shared/log.js';
@@ -34,11 +35,11 @@ const CHUNK = 64 * 1024;
  */
 export function createUploadsRoute(options: UploadsRouteOptions = {}): UploadsRoute {
   const route = checkRouteOptions(options);
-  let config: ResolvedConfig | undefined;
+  let config: ServeConfig | undefined;
 
   // The environment is read at the first request, not at import: `next build` imports route
   // modules with its own cwd and environment.
-  const getConfig = () => (config ??= resolveConfig({ root: options.root, source: options.source, dest: options.dest, extensions: options.extensions, logger: options.logger, logFile: options.logFile }));
+  const getConfig = () => (config ??= resolveServeConfig({ root: options.root, source: options.source, dest: options.dest, extensions: options.extensions, logger: options.logger, logFile: options.logFile }));
 
   const handle = async (request: Request, context: UploadsRouteContext | undefined, head: boolean): Promise<Response> => {
     try {
@@ -147,7 +148,7 @@ export function checkSegments(raw: readonly string[]): { ok: true; segments: str
   return { ok: true, segments };
 }
 
-async function serve(request: Request, context: UploadsRouteContext | undefined, head: boolean, config: ResolvedConfig, route: RouteSettings): Promise<Response> {
+async function serve(request: Request, context: UploadsRouteContext | undefined, head: boolean, config: ServeConfig, route: RouteSettings): Promise<Response> {
   const raw = await requestSegments(request.url, context, route.urlPrefix);
   if (raw === null) return plain(404, head);
   const checked = checkSegments(raw);

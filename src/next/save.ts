@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { link, mkdir, open, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AUDIO_EXTENSIONS, isInside, resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { resolveServeConfig, type ServeConfig } from '../config/config.js';
+import { AUDIO_EXTENSIONS } from '../config/parse.js';
+import { isInside } from '../config/paths.js';
 import { UploadSyncError, errorCode } from '../shared/errors.js';
 import { isPartialName, matchesExtensions } from '../shared/filter.js';
 import { extensionForType, extensionOf, mediaTypeOf } from './mime.js';
@@ -30,7 +32,9 @@ const NAME_MAX = 255;
  */
 export async function saveUpload(file: UploadInput, options: SaveUploadOptions = {}): Promise<SavedUpload> {
   if (options === null || typeof options !== 'object') throw configError('options', 'an options object', options);
-  const config = resolveConfig(pickSyncOptions(options));
+  // Only the paths and the filter: a bad sync, watcher or cleanup setting must not refuse the upload
+  // (the upload is saved; its sync result then says what is wrong).
+  const config = resolveServeConfig(pickSyncOptions(options));
   const maxBytes = checkMaxBytes(options.maxBytes);
   const allowed = parseAllowedTypes(options.allowedTypes);
   const urlPrefix = checkUrlPrefix(options.urlPrefix);
@@ -58,7 +62,7 @@ export async function saveUpload(file: UploadInput, options: SaveUploadOptions =
   return { name: rel, path: target, url: `${urlPrefix}/${rel.split('/').map(encodeURIComponent).join('/')}`, size, sync };
 }
 
-/** The options `saveUpload` hands on to `resolveConfig` and `syncUploads`. */
+/** The options `saveUpload` hands on to `resolveServeConfig` and `syncUploads`. */
 function pickSyncOptions(o: SaveUploadOptions): SyncOptions {
   const { root, source, dest, force, extensions, logger, logFile, lockDir, lockTimeoutMs, strategy, fileMode, dirMode } = o;
   return { root, source, dest, force, extensions, logger, logFile, lockDir, lockTimeoutMs, strategy, fileMode, dirMode };
@@ -140,7 +144,7 @@ export function parseAllowedTypes(value: unknown): AllowedTypes | null {
  * is judged by the final name's extension (through the same table the route serves with), never
  * by the type the client declared: the extension decides the `Content-Type` the file is served with.
  */
-function checkType(fileName: string, config: ResolvedConfig, allowed: AllowedTypes | null): void {
+function checkType(fileName: string, config: ServeConfig, allowed: AllowedTypes | null): void {
   const ext = extensionOf(fileName);
   const shown = ext === '' ? 'a file without an extension' : `.${ext}`;
   if (isPartialName(fileName)) {

@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { isInside } from '../config/config.js';
+import { isInside } from '../config/paths.js';
 
 // Shared by the engine's one-line advice (below) and the CLI's fuller hints (cli/hints.ts).
 

@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import lockfile from 'proper-lockfile';
-import { canonical } from '../config/config.js';
+import { canonical } from '../config/paths.js';
 import { UploadSyncError, errorCode } from './errors.js';
 
 /**

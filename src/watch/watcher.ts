@@ -5,13 +5,13 @@ import { basename, isAbsolute, join, relative, sep } from 'node:path';
 // Types only: chokidar itself is loaded with `import()` when a watcher starts, so the main entry
 // (and `require('upload-sync')`) never loads it.
 import type { FSWatcher } from 'chokidar';
-import { resolveConfig, type ResolvedConfig } from '../config/config.js';
+import { resolveWatchConfig, type WatchConfig } from '../config/config.js';
 import { errorCode, errorMessage } from '../shared/errors.js';
 import { FolderWatch, folderIdentity } from './folder-watch.js';
 import { isIgnoredName, isSyncablePath, matchesExtensions, toPosix } from '../shared/filter.js';
 import { createLog, type RunLog } from '../shared/log.js';
 import type { SyncErrorEntry, SyncOptions, SyncResult, WatcherOptions } from '../shared/options.js';
-import { syncSettled, syncUploads } from '../engine/sync.js';
+import { runSync, syncSettled } from '../engine/sync.js';
 
 /** What the `error` event carries: a stable `code` (Node's, such as `EACCES`, or ours) and, where one is involved, the `path`. */
 export interface WatcherError extends Error {
@@ -112,27 +112,7 @@ function pollingFromEnv(usePolling: boolean, env: NodeJS.ProcessEnv = process.en
  * await watcher.ready;
  */
 export function createWatcher(options: WatcherOptions = {}): UploadWatcher {
-  return new Watcher(resolveConfig(options));
-}
-
-/** The options every sync of one watcher shares: the resolved config, so the environment is read once. */
-function syncOptionsOf(c: ResolvedConfig): SyncOptions {
-  return {
-    root: c.root,
-    source: c.source,
-    dest: c.dest,
-    force: true, // the watcher applied the enable rule when it was created
-    extensions: c.extensions === null ? '*' : [...c.extensions],
-    delete: c.delete,
-    strategy: c.strategy,
-    fileMode: c.fileMode ?? undefined,
-    dirMode: c.dirMode ?? undefined,
-    concurrency: c.concurrency,
-    logFile: c.logFile ?? false,
-    logger: c.logger ?? undefined,
-    lockDir: c.lockDir,
-    lockTimeoutMs: c.lockTimeoutMs,
-  };
+  return new Watcher(resolveWatchConfig(options));
 }
 
 function emptyResult(status: SyncResult['status'] = 'ok'): SyncResult {
@@ -212,8 +192,9 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   readonly enabled: boolean;
   readonly ready: Promise<void>;
 
-  private readonly config: ResolvedConfig;
-  private readonly syncOptions: SyncOptions;
+  private readonly config: WatchConfig;
+  /** The config of its syncs: resolved once, with `force` (the watcher applied the enable rule when it was created). */
+  private readonly syncConfig: WatchConfig;
   private readonly log: RunLog;
   /** How often pending paths are looked at: a tenth of `stableMs`, within 10–100 ms. */
   private readonly pollMs: number;
@@ -268,10 +249,10 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   private lastSyncAt: Date | null = null;
   private lastError: WatcherStats['lastError'] = null;
 
-  constructor(config: ResolvedConfig) {
+  constructor(config: WatchConfig) {
     super();
     this.config = config;
-    this.syncOptions = syncOptionsOf(config);
+    this.syncConfig = Object.freeze({ ...config, force: true });
     this.enabled = config.enabled || config.force;
     this.usePolling = pollingFromEnv(config.usePolling);
     this.pollMs = Math.min(100, Math.max(10, Math.round(config.stableMs / 10)));
@@ -736,7 +717,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
 
   /** A targeted sync of these source-relative paths. */
   private async runBatch(paths: string[]): Promise<SyncResult> {
-    const result = await syncUploads({ ...this.syncOptions, files: collapse(paths), signal: this.abort.signal });
+    const result = await runSync(this.syncConfig, { files: collapse(paths), signal: this.abort.signal });
     const runError = result.errors.find((e) => e.path === '');
     if (result.status === 'failed' && runError && !['ERR_ABORTED', 'ERR_SOURCE_MISSING'].includes(runError.code) && !this.closed) {
       // The lock not obtained, dest not writable…: the same paths again, later.
@@ -781,7 +762,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   private async reconcile(): Promise<void> {
     this.counts.reconciles++;
     // Taken now: a wait for the lock only leaves more files for later, never copies one too young.
-    const { result, young } = await syncSettled({ ...this.syncOptions, signal: this.abort.signal }, Date.now() - this.config.stableMs);
+    const { result, young } = await syncSettled(this.syncConfig, Date.now() - this.config.stableMs, this.abort.signal);
     if (this.closed) {
       // close() came first and nothing was written: nothing to tell. Else the copies done before
       // the abort are told, as for a batch.

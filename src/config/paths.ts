@@ -1,0 +1,62 @@
+import { realpathSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, dirname, isAbsolute, join, parse, relative, resolve, sep } from 'node:path';
+import { UploadSyncError } from '../shared/errors.js';
+
+/**
+ * The project root: `UPLOAD_SYNC_ROOT`, else the cwd, except that a cwd of `<x>/.next/standalone`
+ * (where the standalone server runs) means `<x>`, so the mirror never becomes the source.
+ */
+export function resolveRoot(cwd: string, envRoot?: string): string {
+  if (envRoot !== undefined) return resolve(cwd, envRoot);
+  const abs = resolve(cwd);
+  if (basename(abs) === 'standalone' && basename(dirname(abs)) === '.next') return dirname(dirname(abs));
+  return abs;
+}
+
+/** The path with symlinks of its existing part resolved, so aliases of one folder compare equal. */
+export function canonical(p: string): string {
+  let existing = p;
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return join(realpathSync.native(existing), ...rest);
+    } catch {
+      const parent = dirname(existing);
+      if (parent === existing) return p;
+      rest.unshift(basename(existing));
+      existing = parent;
+    }
+  }
+}
+
+/** True when `child` is strictly inside `parent` (both absolute). */
+export function isInside(child: string, parent: string): boolean {
+  const rel = relative(parent, child);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
+const refuse = (message: string): never => {
+  throw new UploadSyncError('ERR_CONFIG', message);
+};
+
+/** Refuses a source and dest that would overwrite or delete each other, or a dest that is no mirror folder. */
+export function checkFolders(source: string, dest: string): void {
+  const [src, dst] = [canonical(source), canonical(dest)];
+  if (parse(dst).root === dst) refuse(`Refusing to use a filesystem root as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
+  const home = canonical(homedir());
+  if (dst === home) refuse(`Refusing to use the home folder as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
+  if (src === dst) refuse(`Refusing to sync: source and dest are the same folder (${source})`);
+  if (isInside(dst, src)) refuse(`Refusing to sync: dest (${dest}) is inside source (${source}); it would copy itself`);
+  if (isInside(src, dst)) refuse(`Refusing to sync: source (${source}) is inside dest (${dest}); deletions would reach it`);
+}
+
+/** Refuses a lock folder inside the public folders (anyone could read or break the lock there). */
+export function checkLockDir(source: string, dest: string, lockDir: string): void {
+  const lock = canonical(lockDir);
+  for (const [name, folder] of [['source', canonical(source)], ['dest', canonical(dest)]] as const) {
+    if (lock === folder || isInside(lock, folder)) {
+      refuse(`Refusing a lock folder inside ${name} (${lockDir}): set \`lockDir\` or UPLOAD_SYNC_LOCK_DIR outside the uploads folders`);
+    }
+  }
+}
