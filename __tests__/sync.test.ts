@@ -449,19 +449,23 @@ describe('logging', () => {
   });
 });
 
-describe('sameMtime: within 1 ms, or the coarser granularity of the dest filesystem', () => {
-  test.each<[number, number, boolean]>([
-    [1_700_000_000_123.456, 1_700_000_000_123.456, true],
-    [1_700_000_000_123.456, 1_700_000_000_123.9, true],
-    [1_700_000_000_123.456, 1_700_000_000_124.4, true],
-    [1_700_000_000_123, 1_700_000_000_125, false],
-    [1_700_000_000_123.4, 1_700_000_000_000, true], // dest keeps whole seconds (truncated)
-    [1_700_000_000_999.4, 1_700_000_002_000, true], // FAT rounds up to 2 s
-    [1_700_000_000_500, 1_700_000_003_000, false],
-    [1_700_000_001_000, 1_700_000_000_000, false], // both whole seconds: a real change
-    [1_700_000_000_000, 1_700_000_000_500, false],
-  ])('sameMtime(%d, %d) = %s', (src, dest, expected) => {
-    expect(sameMtime(src, dest)).toBe(expected);
+describe('sameMtime: within 1 ms, or within the granularity probed on dest', () => {
+  test.each<[number, number, number, boolean]>([
+    [1_700_000_000_123.456, 1_700_000_000_123.456, 1, true],
+    [1_700_000_000_123.456, 1_700_000_000_123.9, 1, true],
+    [1_700_000_000_123.456, 1_700_000_000_124.4, 1, true],
+    [1_700_000_000_123, 1_700_000_000_125, 1, false],
+    // ext4 keeps nanoseconds: a whole-second dest time (tar, unzip, curl -R) is no licence for a wider window.
+    [1_700_000_000_123.4, 1_700_000_000_000, 1, false],
+    [1_700_000_000_998.4, 1_700_000_001_000, 1, false],
+    [1_700_000_000_123.4, 1_700_000_000_000, 1000, true], // dest keeps whole seconds (truncated)
+    [1_700_000_001_999.4, 1_700_000_000_000, 2000, true], // FAT: 2 s
+    [1_700_000_000_500, 1_700_000_003_000, 2000, false],
+    [1_700_000_001_000, 1_700_000_000_000, 1000, false], // a whole second apart: a real change
+    [-315_360_000_123.456, -315_360_000_123.456, 1, true], // before 1970
+    [-315_360_000_123.456, -315_360_000_000, 1, false],
+  ])('sameMtime(%d, %d, window %d) = %s', (src, dest, window, expected) => {
+    expect(sameMtime(src, dest, window)).toBe(expected);
   });
 });
 

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, futimesSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
-import { chmod, copyFile, link, open, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { chmod, copyFile, link, open, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { UploadSyncError, errorCode } from '../shared/errors.js';
 import { TEMP_PREFIX } from '../shared/filter.js';
 import type { Strategy } from '../shared/options.js';
-import { fileInfo, type FileInfo } from './walk.js';
+import type { FileInfo } from './plan-types.js';
+import { fileInfo } from './walk.js';
 
 /** Temp names of this process: its pid, then a counter from a random start (unique here, unlikely elsewhere). */
 let tempSeq = randomBytes(6).readUIntBE(0, 6);
@@ -90,6 +91,38 @@ export class SourceGone extends Error {
 const isGone = (err: unknown) => errorCode(err) === 'ENOENT' || errorCode(err) === 'ENOTDIR';
 
 /**
+ * A time for `utimes` that keeps what a number loses: Node turns a negative number of seconds (a
+ * date before 1970) into "now", but takes a numeric string as it is, to the microsecond.
+ */
+export function timeArg(ms: number): string {
+  return (ms / 1000).toFixed(6);
+}
+
+/** A write that wrote less than asked and then nothing: the disk is full (how ENOSPC first shows). */
+function noProgress(path: string): Error {
+  return Object.assign(new Error(`ENOSPC: no space left on device, write '${path}' (a write made no progress)`), { code: 'ENOSPC', path });
+}
+
+/** Writes all of `buffer[0, length)` at `position`, or throws: a short write is never taken as complete. */
+function writeAllSync(fd: number, buffer: Buffer, length: number, position: number, path: string): void {
+  let done = 0;
+  while (done < length) {
+    const n = writeSync(fd, buffer, done, length - done, position + done);
+    if (n <= 0) throw noProgress(path);
+    done += n;
+  }
+}
+
+async function writeAll(handle: FileHandle, buffer: Buffer, length: number, position: number, path: string): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesWritten } = await handle.write(buffer, done, length - done, position + done);
+    if (bytesWritten <= 0) throw noProgress(path);
+    done += bytesWritten;
+  }
+}
+
+/**
  * Copies the bytes of `src` into the new file `tmp`: a reflink where the filesystem can make one,
  * else a read/write loop that stops at the size the run saw (or at an earlier end of file).
  * Not `fs.copyFile`: libuv's copy loops forever on a source that shrinks while it is copied, and
@@ -101,7 +134,7 @@ async function copyBytes(src: string, tmp: string, expected: FileInfo, mode: num
     try {
       await copyFile(src, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE_FORCE);
       await chmod(tmp, mode);
-      await utimes(tmp, expected.atimeMs / 1000, expected.mtimeMs / 1000);
+      await utimes(tmp, timeArg(expected.atimeMs), timeArg(expected.mtimeMs));
       return expected.size;
     } catch (err) {
       if (!NO_REFLINK.has(errorCode(err))) throw err;
@@ -120,12 +153,12 @@ async function copyBytes(src: string, tmp: string, expected: FileInfo, mode: num
       while (copied <= expected.size) {
         const { bytesRead } = await input.read(buffer, 0, buffer.length, copied);
         if (bytesRead === 0) break;
-        await output.write(buffer, 0, bytesRead, copied);
+        await writeAll(output, buffer, bytesRead, copied, tmp);
         copied += bytesRead;
         if (bytesRead < buffer.length) break; // a short read of a regular file is its end: no extra read
       }
       await output.chmod(mode); // open() applied the umask
-      await output.utimes(expected.atimeMs / 1000, expected.mtimeMs / 1000); // after the last write
+      await output.utimes(timeArg(expected.atimeMs), timeArg(expected.mtimeMs)); // after the last write
       return copied;
     } finally {
       await output.close();
@@ -150,9 +183,9 @@ function copySmallSync(src: string, tmp: string, expected: FileInfo, mode: numbe
     try {
       const buffer = Buffer.allocUnsafe(expected.size + 1); // one byte more tells a grown file
       const bytesRead = readSync(input, buffer, 0, buffer.length, 0);
-      writeSync(output, buffer, 0, bytesRead, 0);
+      writeAllSync(output, buffer, bytesRead, 0, tmp);
       fchmodSync(output, mode);
-      futimesSync(output, expected.atimeMs / 1000, expected.mtimeMs / 1000);
+      futimesSync(output, timeArg(expected.atimeMs), timeArg(expected.mtimeMs));
       return bytesRead;
     } finally {
       closeSync(output);
@@ -210,6 +243,11 @@ export async function publish(src: string, target: string, opts: PublishOptions)
         expected = fileInfo(await stat(src).catch((err) => Promise.reject(isGone(err) ? new SourceGone(src) : err)));
         continue;
       }
+      // The last word before the rename: the temp file holds every byte (whatever path wrote it).
+      const written = expected.size <= SMALL ? statSync(tmp).size : (await stat(tmp)).size;
+      if (written !== expected.size) {
+        throw Object.assign(new Error(`EIO: the copy of ${src} holds ${written} of its ${expected.size} bytes; not published`), { code: 'EIO', path: tmp });
+      }
       if (expected.size <= SMALL) renameSync(tmp, target);
       else await rename(tmp, target);
       published = true;
@@ -221,3 +259,17 @@ export async function publish(src: string, target: string, opts: PublishOptions)
 }
 
 const exists = (path: string) => stat(path).then(() => true, () => false);
+
+/** How one copy job ended: published, its source gone meanwhile (not an error), or failed. */
+export type PublishOutcome = { status: 'copied' | 'gone' } | { status: 'failed'; code: string; message: string };
+
+/** Publishes one job of a run (here or in the helper thread): never throws, the outcome says. */
+export async function publishJob(source: string, dest: string, job: { rel: string; src: FileInfo }, opts: Omit<PublishOptions, 'expected'>): Promise<PublishOutcome> {
+  try {
+    await publish(join(source, job.rel), join(dest, job.rel), { ...opts, expected: job.src });
+    return { status: 'copied' };
+  } catch (err) {
+    if (err instanceof SourceGone) return { status: 'gone' };
+    return { status: 'failed', code: errorCode(err), message: err instanceof Error ? err.message : String(err) };
+  }
+}

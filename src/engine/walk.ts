@@ -4,15 +4,9 @@ import { errorCode, errorMessage } from '../shared/errors.js';
 import { isIgnoredName, isTempName, matchesExtensions } from '../shared/filter.js';
 import { isInside } from '../config/paths.js';
 import type { SyncErrorEntry } from '../shared/options.js';
+import type { FileInfo } from './plan-types.js';
 
-export interface FileInfo {
-  size: number;
-  mtimeMs: number;
-  atimeMs: number;
-  mode: number;
-  ino: number;
-  dev: number;
-}
+export type { FileInfo } from './plan-types.js';
 
 export const fileInfo = (st: Stats): FileInfo => ({
   size: st.size,

@@ -1,0 +1,113 @@
+/**
+ * The helper thread of a run, behind one small interface: it takes a task (compare these folders,
+ * or publish these files), answers with its result, and is otherwise invisible. Every task is a
+ * promise: the caller keeps it until it settles, so no answer can be dropped; a task whose thread
+ * died rejects, and the caller does it itself (comparing only reads; publishing a file again gives
+ * the same file). The helper is injected into a run (`HelperFactory`), so tests choose it too.
+ */
+import { Worker } from 'node:worker_threads';
+import createDebug from 'debug';
+import type { CompareOptions, CopyJob, DirItem, FolderResult } from './plan-types.js';
+import type { PublishOutcome, PublishOptions } from './publish.js';
+
+const debug = createDebug('upload-sync:helper');
+
+export type Task = { type: 'compare'; dirs: DirItem[] } | { type: 'publish'; jobs: CopyJob[] };
+export type Answer<T extends Task> = T extends { type: 'compare' } ? FolderResult[] : PublishOutcome[];
+
+/** What the helper thread is started with: plain data (functions and signals do not cross). */
+export interface HelperData {
+  compare: CompareOptions;
+  publish: Omit<PublishOptions, 'expected'>;
+}
+
+export interface Helper {
+  /** Up, and not working on a task: `run` may be called. */
+  readonly idle: boolean;
+  run<T extends Task>(task: T): Promise<Answer<T>>;
+  /** Ends the thread (after the caller has waited for every task it gave). */
+  stop(): void;
+}
+
+/** Starts a run's helper, or `null`: the run then stays on one thread. */
+export type HelperFactory = (data: HelperData) => Helper | null;
+
+/** Worker → main thread messages. */
+export type HelperMessage = { type: 'ready' } | { type: 'answer'; answer: FolderResult[] | PublishOutcome[] };
+
+/** The worker's file name beside this bundle, set by tsup per format; unset when running from source. */
+declare const __DIFF_WORKER__: string | undefined;
+
+function builtWorkerUrl(): URL | null {
+  // From source (the unit tests run src/ through swc) there is no built worker.
+  if (typeof __DIFF_WORKER__ === 'undefined') return null;
+  return new URL(`./${__DIFF_WORKER__}`, import.meta.url);
+}
+
+class WorkerHelper implements Helper {
+  private readonly worker: Worker;
+  private state: 'starting' | 'idle' | 'busy' | 'dead' = 'starting';
+  private pending: { resolve: (answer: never) => void; reject: (err: Error) => void } | null = null;
+  private tasks = 0;
+
+  constructor(url: URL, data: HelperData) {
+    // No inherited flags: some (`--input-type`) fail in a worker. A small young generation: what it
+    // allocates is short-lived, and a large one only adds RSS.
+    this.worker = new Worker(url, { workerData: data, execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+    this.worker.unref(); // kept alive only while it works for us
+    this.worker.on('message', (message: HelperMessage) => {
+      if (message.type === 'ready') {
+        if (this.state === 'starting') this.state = 'idle';
+        return;
+      }
+      const pending = this.pending;
+      this.pending = null;
+      this.state = 'idle';
+      this.worker.unref();
+      pending?.resolve(message.answer as never);
+    });
+    this.worker.on('error', (err) => this.die(err));
+    this.worker.on('exit', (code) => this.die(new Error(`helper thread exited (code ${code})`)));
+  }
+
+  get idle(): boolean {
+    return this.state === 'idle';
+  }
+
+  run<T extends Task>(task: T): Promise<Answer<T>> {
+    if (this.state !== 'idle') return Promise.reject(new Error(`helper thread is ${this.state}`));
+    this.state = 'busy';
+    this.tasks++;
+    this.worker.ref(); // the caller may wait on it alone: keep the process up until it answers
+    return new Promise<Answer<T>>((resolve, reject) => {
+      this.pending = { resolve: resolve as (answer: never) => void, reject };
+      this.worker.postMessage(task);
+    });
+  }
+
+  stop(): void {
+    if (this.tasks > 0) debug('helper thread did %d tasks', this.tasks);
+    this.die(new Error('helper thread stopped'));
+    void this.worker.terminate();
+  }
+
+  private die(err: Error): void {
+    if (this.state === 'dead') return;
+    if (this.state !== 'starting' || this.tasks > 0) debug('helper thread ended: %s', err.message);
+    this.state = 'dead';
+    const pending = this.pending;
+    this.pending = null;
+    pending?.reject(err);
+  }
+}
+
+/** The helper thread of the built package (`null` from source, or when it cannot start). `url`: another worker script (tests). */
+export function workerHelper(data: HelperData, url: URL | null = builtWorkerUrl()): Helper | null {
+  if (url === null) return null;
+  try {
+    return new WorkerHelper(url, data);
+  } catch (err) {
+    debug('no helper thread (%s): all on one thread', (err as Error).message);
+    return null;
+  }
+}

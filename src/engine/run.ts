@@ -1,0 +1,138 @@
+/**
+ * One sync run, as a one-way pipeline: configuration (resolved by the caller) → plan (batches of
+ * actions) → execute (each published atomically) → report (the result). This module only wires
+ * them together and owns what spans the run: the lock, the dest root, the helper thread.
+ */
+import { chmodSync, lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import type { SyncConfig } from '../config/config.js';
+import { canonical } from '../config/paths.js';
+import { DeleteGuard } from '../shared/delete-guard.js';
+import { UploadSyncError, errorMessage } from '../shared/errors.js';
+import { acquireLock, type Release } from '../shared/lock.js';
+import { createLog } from '../shared/log.js';
+import type { SyncProgress, SyncResult } from '../shared/options.js';
+import { Executor } from './execute.js';
+import type { Helper, HelperFactory } from './helper.js';
+import { LocalDest } from './local-dest.js';
+import { knownMtimeWindow, mtimeWindow } from './mtime-window.js';
+import { planFiles } from './plan-files.js';
+import { planTree, type TreePlanContext } from './plan-tree.js';
+import { emptyFindings, type CompareOptions, type Findings } from './plan-types.js';
+import { Report } from './report.js';
+
+/** Folders waiting to be compared from which the helper thread is started (it takes ~30 ms to start). */
+const HELPER_FROM_FOLDERS = 16;
+/** Copies in one batch from which the helper thread is started for copying alone. */
+const HELPER_FROM_COPIES = 1000;
+const OWNER_WX = 0o300;
+
+export interface RunRequest {
+  /** Targeted: these paths; `null`: the whole tree. */
+  files: readonly unknown[] | null;
+  signal: AbortSignal | undefined;
+  onProgress: ((progress: SyncProgress) => void) | undefined;
+  /** Files modified after this (epoch ms) are left out and returned as `young`. */
+  newerThan: number | null;
+}
+
+export interface RunDeps {
+  helper: HelperFactory;
+}
+
+export async function runOnce(config: SyncConfig, request: RunRequest, deps: RunDeps): Promise<{ result: SyncResult; young: string[] }> {
+  const log = createLog('sync', config.logFile, config.logger);
+  const report = new Report(log, config, config.dryRun, request.onProgress);
+  const what = request.files === null ? 'full' : `${request.files.length} path${request.files.length === 1 ? '' : 's'}`;
+  log.info(`Sync started${config.dryRun ? ' (dry run)' : ''}: ${config.source} -> ${config.dest} (${what})`);
+  const { signal } = request;
+  let release: Release | undefined;
+  let helper: Helper | null | undefined;
+  try {
+    if (signal?.aborted) throw new UploadSyncError('ERR_ABORTED', 'Sync aborted before it started');
+    const sourceReal = checkSource(config.source);
+    if (!config.dryRun) {
+      release = await acquireLock(config.lockDir, config.dest, config.lockTimeoutMs, {
+        signal,
+        onCompromised: (err) => log.warn(`Sync lock taken over by another process (${err.message}); finishing this run`),
+      });
+    }
+    const openDirs = process.getuid?.() !== 0;
+    const root = config.dryRun ? emptyFindings() : ensureDestRoot(config, openDirs, request.files === null);
+    const compare: CompareOptions = {
+      source: config.source,
+      dest: config.dest,
+      sourceReal,
+      extensions: config.extensions,
+      delete: config.delete,
+      fileMode: config.strategy === 'copy' ? config.fileMode : null, // a link's mode is the source's own
+      dirMode: config.dirMode,
+      newerThan: request.newerThan,
+      mtimeWindowMs: config.dryRun ? knownMtimeWindow(config.dest) : mtimeWindow(config.dest),
+      openDirs,
+    };
+    const publish = { strategy: config.strategy, fileMode: compare.fileMode };
+    const helperOf = (start: boolean) => {
+      if (helper === undefined && start && !config.dryRun) helper = deps.helper({ compare, publish });
+      return helper ?? null;
+    };
+    const plan: TreePlanContext = { compare, helper: helperOf, helperFrom: HELPER_FROM_FOLDERS, signal };
+    const dest = new LocalDest({
+      source: config.source,
+      dest: config.dest,
+      publish,
+      concurrency: config.concurrency,
+      guard: new DeleteGuard({ source: config.source, sourceReal, dest: config.dest, destReal: canonical(config.dest), extensions: config.extensions, dryRun: config.dryRun, maxDelete: Infinity }),
+      dryRun: config.dryRun,
+      helper: helperOf,
+      helperFrom: HELPER_FROM_COPIES,
+      signal,
+    });
+    const batches = request.files === null ? planTree(plan, [{ rel: '', inSrc: true, inDst: exists(config.dest) }]) : planFiles(plan, request.files);
+    await new Executor(dest, report, config.dryRun, signal).run(prepend(root, batches));
+  } catch (err) {
+    report.failRun(err);
+  } finally {
+    helper?.stop();
+    await release?.().catch((err) => log.warn(`Could not release the sync lock: ${errorMessage(err)}`));
+  }
+  return { result: await report.finish(signal?.aborted ?? false), young: report.young };
+}
+
+async function* prepend(first: Findings, rest: AsyncIterable<Findings>): AsyncGenerator<Findings> {
+  yield first;
+  yield* rest;
+}
+
+const exists = (path: string) => lstatSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
+
+function checkSource(source: string): string {
+  const st = statSync(source, { throwIfNoEntry: false });
+  if (!st?.isDirectory()) {
+    throw new UploadSyncError('ERR_SOURCE_MISSING', `Source folder ${source} ${st ? 'is not a folder' : 'does not exist'}; create it, or set UPLOAD_SYNC_SOURCE / \`source\``, { path: source });
+  }
+  return realpathSync.native(source);
+}
+
+/**
+ * Makes dest (and its parents) if missing, writable by us while the run fills it; its mode follows
+ * the source's (or `dirMode`): set at the end, by the action returned, on a full run or when made.
+ */
+function ensureDestRoot(config: SyncConfig, openDirs: boolean, full: boolean): Findings {
+  const found = emptyFindings();
+  const { dest } = config;
+  const mode = config.dirMode ?? statSync(config.source).mode & 0o7777;
+  const st = lstatSync(dest, { throwIfNoEntry: false });
+  if (st === undefined) {
+    mkdirSync(dest, { recursive: true });
+    chmodSync(dest, mode | 0o700);
+    if ((mode | 0o700) !== mode) found.actions.push({ type: 'dirmode', rel: '', mode });
+  } else if (!st.isDirectory()) {
+    throw new UploadSyncError('ERR_TYPE_CONFLICT', `Dest ${dest} exists and is not a folder`, { path: dest });
+  } else {
+    const have = st.mode & 0o7777;
+    const want = full || config.dirMode !== null ? mode : have;
+    if (openDirs && (have & OWNER_WX) !== OWNER_WX) found.actions.push({ type: 'open', rel: '', mode: want, have });
+    else if (have !== want) found.actions.push({ type: 'dirmode', rel: '', mode: want });
+  }
+  return found;
+}
