@@ -1,5 +1,4 @@
-import { lstat, realpath, rmdir, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { lstat, realpath, stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { permissionAdvice } from '../shared/advice.js';
 import { resolveCleanupConfig, type CleanupConfig } from '../config/config.js';
@@ -9,6 +8,8 @@ import { createLog, formatBytes, type RunLog } from '../shared/log.js';
 import type { CleanupOptions, CleanupResult } from '../shared/options.js';
 import { elapsed, parentOf, toEntry } from '../engine/sync.js';
 import { walk, type Listing } from '../engine/walk.js';
+import { canonical } from '../config/paths.js';
+import { DeleteGuard } from '../shared/delete-guard.js';
 
 /**
  * A temp file of ours older than this was left by an interrupted sync. A running sync renames its
@@ -218,12 +219,13 @@ class CleanupRun {
   private async removeFiles(candidates: Candidate[]): Promise<void> {
     const { maxDelete, dryRun } = this.config;
     let i = 0;
-    for (; i < candidates.length && this.result.removed.length < maxDelete; i++) {
+    for (; i < candidates.length; i++) {
       const c = candidates[i]!;
       // The source folder must still be the one listed: one unmounted mid-run makes everything look orphaned.
       if (c.kind === 'orphan' && (await this.sourceIdentity()) !== this.sourceId) this.refuseSource('changed during the cleanup');
       try {
-        const removed = await this.removeOne(c);
+        const removed = this.removeOne(c);
+        if (removed === 'capped') break;
         if (removed === null) {
           this.keep();
           continue;
@@ -248,60 +250,39 @@ class CleanupRun {
   }
 
   /**
-   * Removes one file after checking it again, right now: still under dest through no symlink, still
-   * a regular file, still old, and (orphans) still gone from the source.
-   * @returns what was removed, or `null` when the file is no longer to be removed.
+   * Removes one file through the delete guard, which checks it again, right now: still under dest
+   * through no symlink, still a regular file, (orphans) still gone from the source; and, here, still
+   * old. `'capped'` once `maxDelete` files went.
+   * @returns what was removed, `null` when the file is no longer to be removed, or `'capped'`.
    */
-  private async removeOne(c: Candidate): Promise<{ size: number; mtimeMs: number } | null> {
-    const abs = await this.checkedPath(c.rel);
-    if (abs === null) return null;
-    const st = await lstat(abs).catch((err) => (['ENOENT', 'ENOTDIR'].includes(errorCode(err)) ? null : Promise.reject(err)));
-    if (!st?.isFile()) return null; // gone, or now a symlink or a folder: never ours to remove
-    if (st.mtimeMs >= (c.kind === 'temp' ? this.tempCutoffMs : this.cutoffMs)) return null; // written to since the listing
-    if (c.kind === 'orphan' && !(await this.isOrphan(c.rel))) return null;
-    if (!this.config.dryRun) {
-      try {
-        await unlink(abs);
-      } catch (err) {
-        if (errorCode(err) === 'ENOENT') return null;
-        throw err;
-      }
-    }
+  private removeOne(c: Candidate): { size: number; mtimeMs: number } | null | 'capped' {
+    if (c.kind === 'orphan' && this.underUnreadable(c.rel)) return null;
+    const cutoff = c.kind === 'temp' ? this.tempCutoffMs : this.cutoffMs;
+    const outcome = this.guard().removeFile(c.rel, c.kind === 'orphan' ? 'exists' : 'never', {
+      accept: (st) => st.mtimeMs < cutoff, // written to since the listing: not old any more
+      anyName: c.kind === 'temp',
+    });
+    if (outcome === 'capped') return 'capped';
+    if (outcome === 'kept') return null;
+    const st = this.guard().removed!;
     return { size: st.size, mtimeMs: st.mtimeMs };
   }
 
-  /** Back in the source since the listing (a fresh upload with that name)? Anything at that path keeps it. */
-  private async isOrphan(rel: string): Promise<boolean> {
-    if (this.underUnreadable(rel)) return false;
-    try {
-      await lstat(join(this.config.source, rel));
-      return false;
-    } catch (err) {
-      if (['ENOENT', 'ENOTDIR'].includes(errorCode(err))) return true;
-      throw err;
-    }
-  }
+  private deleteGuard: DeleteGuard | null = null;
 
-  /**
-   * `dest/rel`, once its folder is known to be where it was listed: its real path is dest's real
-   * path plus `rel`'s folders, so no folder on the way was swapped for a symlink leading out.
-   * `null` when the folder is gone.
-   */
-  private async checkedPath(rel: string): Promise<string | null> {
-    const abs = join(this.config.dest, rel);
-    const parent = parentOf(rel);
-    let real: string;
-    try {
-      real = await realpath(dirname(abs));
-    } catch (err) {
-      if (['ENOENT', 'ENOTDIR'].includes(errorCode(err))) return null;
-      throw err;
-    }
-    const expected = parent === '' ? this.destReal : join(this.destReal, parent);
-    if (real !== expected) {
-      throw new UploadSyncError('ERR_DEST_SYMLINK', `A folder on the way to ${rel} is now a symlink (to ${real}); nothing outside dest is removed`, { path: abs });
-    }
-    return abs;
+  /** The one delete guard of the library (sync's `delete` uses it too), made once dest and source are checked. */
+  private guard(): DeleteGuard {
+    const { config } = this;
+    this.deleteGuard ??= new DeleteGuard({
+      source: config.source,
+      sourceReal: canonical(config.source),
+      dest: config.dest,
+      destReal: this.destReal,
+      extensions: config.extensions,
+      dryRun: config.dryRun,
+      maxDelete: config.maxDelete,
+    });
+    return this.deleteGuard;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -326,16 +307,10 @@ class CleanupRun {
     const deepestFirst = [...folders].sort((a, b) => b.split('/').length - a.split('/').length || (a < b ? -1 : 1));
     for (const rel of deepestFirst) {
       try {
-        if (await lstat(join(this.config.source, rel)).then(() => true, () => false)) continue;
-        const abs = await this.checkedPath(rel);
-        if (abs === null) continue;
-        const st = await lstat(abs);
-        if (!st.isDirectory()) continue;
-        await rmdir(abs);
-        this.log.info(`Removed empty folder ${rel}`);
+        // Not empty, gone, or in the source still: kept quietly.
+        if (this.guard().removeEmptyFolder(rel)) this.log.info(`Removed empty folder ${rel}`);
       } catch (err) {
-        // Not empty, or gone: keep it quietly.
-        if (!['ENOTEMPTY', 'EEXIST', 'ENOENT', 'ENOTDIR'].includes(errorCode(err))) this.fail(rel, err);
+        this.fail(rel, err);
       }
     }
   }

@@ -7,7 +7,7 @@
  * - the source is looked at again: a path it has now (a fresh upload) is not an orphan;
  * - `dryRun` counts what would go and touches nothing; `maxDelete` caps the files removed.
  */
-import { lstatSync, readdirSync, realpathSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, rmdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isInside } from '../config/paths.js';
 import { UploadSyncError, errorCode } from './errors.js';
@@ -34,6 +34,14 @@ export type SourceCheck = 'exists' | 'file' | 'never';
 
 export type Removal = 'removed' | 'kept' | 'capped';
 
+/** A caller's own reasons to keep a file (cleanup: too young), and our temp files (which the filter never names). */
+export interface RemoveFileOptions {
+  /** Called with the file's `Stats` just before removal: `false` keeps it. */
+  accept?: (st: Stats) => boolean;
+  /** Remove whatever the file is called (our temp files); else only names the filter lets through. */
+  anyName?: boolean;
+}
+
 export class DeleteGuard {
   /** Files removed (or that would be, in a dry run). */
   count = 0;
@@ -45,12 +53,15 @@ export class DeleteGuard {
    * no (the reason is not an error: it is not ours to remove, or is back in source); `'capped'`.
    * @throws filesystem errors of the removal itself (EACCES, …).
    */
-  removeFile(rel: string, check: SourceCheck): Removal {
+  removeFile(rel: string, check: SourceCheck, options: RemoveFileOptions = {}): Removal {
+    this.removed = null;
     const abs = this.destPath(rel);
+    if (abs === null) return 'kept';
     const st = lstatSync(abs, { throwIfNoEntry: false });
     if (st === undefined || !st.isFile()) return 'kept'; // gone already, or a symlink or folder now
-    if (!matchesExtensions(rel.slice(rel.lastIndexOf('/') + 1), this.o.extensions)) return 'kept';
+    if (!options.anyName && !matchesExtensions(rel.slice(rel.lastIndexOf('/') + 1), this.o.extensions)) return 'kept';
     if (this.sourceForbids(rel, check)) return 'kept';
+    if (options.accept && !options.accept(st)) return 'kept';
     if (this.count >= this.o.maxDelete) return 'capped';
     if (!this.o.dryRun) {
       try {
@@ -61,12 +72,17 @@ export class DeleteGuard {
       }
     }
     this.count++;
+    this.removed = st;
     return 'removed';
   }
+
+  /** The `Stats` of the file the last `removeFile` removed (size and age, for the report). */
+  removed: Stats | null = null;
 
   /** Removes the folder `rel` of dest if it is empty and the source has no folder there: `true` when removed. */
   removeEmptyFolder(rel: string): boolean {
     const abs = this.destPath(rel);
+    if (abs === null) return false;
     const st = lstatSync(abs, { throwIfNoEntry: false });
     if (st === undefined || !st.isDirectory()) return false;
     if (this.sourceForbids(rel, 'exists')) return false;
@@ -89,14 +105,16 @@ export class DeleteGuard {
   removeTree(rel: string): string[] {
     const removed: string[] = [];
     const visit = (dir: string) => {
-      for (const entry of readdirSync(this.destPath(dir), { withFileTypes: true })) {
+      const abs = this.destPath(dir);
+      if (abs === null) return;
+      for (const entry of readdirSync(abs, { withFileTypes: true })) {
         const child = `${dir}/${entry.name}`;
         if (entry.isDirectory() && !isIgnoredName(entry.name)) visit(child);
         else if (entry.isFile() && !isIgnoredName(entry.name) && this.removeFile(child, 'never') === 'removed') removed.push(child);
       }
       if (!this.o.dryRun) {
         try {
-          rmdirSync(this.destPath(dir));
+          rmdirSync(abs);
         } catch (err) {
           if (errorCode(err) !== 'ENOTEMPTY' && errorCode(err) !== 'EEXIST') throw err;
           throw new UploadSyncError('ERR_TYPE_CONFLICT', `Dest folder ${dir} holds files the sync does not manage (dotfiles, filtered-out files or symlinks), so it cannot give way to the source's file ${rel}; remove them`, { path: dir });
@@ -107,15 +125,27 @@ export class DeleteGuard {
     return removed;
   }
 
-  /** dest/rel, once its folder's real path is checked to be inside dest (a symlinked folder never leads out). */
-  private destPath(rel: string): string {
+  /**
+   * dest/rel, once its folder is known to be where the comparison saw it: its real path is dest's
+   * real path plus `rel`'s folders, so no folder on the way was swapped for a symlink (leading out,
+   * or elsewhere in dest). `null` when that folder is gone.
+   */
+  private destPath(rel: string): string | null {
     if (rel === '' || rel.split('/').some((part) => part === '' || part === '.' || part === '..')) {
-      throw new UploadSyncError('ERR_OUTSIDE', `Refusing to delete ${JSON.stringify(rel)}: not a path inside dest`, { path: rel });
+      throw new UploadSyncError('ERR_OUTSIDE', `Refusing to delete ${JSON.stringify(rel)}: not a path inside dest (and never dest itself)`, { path: rel });
     }
     const abs = join(this.o.dest, rel);
-    const parentReal = realpathSync.native(dirname(abs));
-    if (parentReal !== this.o.destReal && !isInside(parentReal, this.o.destReal)) {
-      throw new UploadSyncError('ERR_OUTSIDE', `Refusing to delete ${rel}: its folder resolves to ${parentReal}, outside dest ${this.o.dest}`, { path: rel });
+    let parentReal: string;
+    try {
+      parentReal = realpathSync.native(dirname(abs));
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT' || errorCode(err) === 'ENOTDIR') return null;
+      throw err;
+    }
+    const parent = dirname(rel);
+    const expected = parent === '.' ? this.o.destReal : join(this.o.destReal, parent);
+    if (parentReal !== expected) {
+      throw new UploadSyncError('ERR_DEST_SYMLINK', `A folder on the way to ${rel} is a symlink (to ${parentReal}); nothing is removed through one`, { path: abs });
     }
     return abs;
   }
