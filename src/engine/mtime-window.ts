@@ -17,7 +17,11 @@ const PROBE_MS = 1_000_000_001_987.654;
 export function mtimeWindow(dest: string): number {
   let window = probed.get(dest);
   if (window === undefined) {
-    window = probe(dest);
+    try {
+      window = probe(dest);
+    } catch {
+      return 1; // dest not writable (its files fail and say why), or full: probed by a later run
+    }
     probed.set(dest, window);
   }
   return window;
