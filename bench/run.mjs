@@ -69,7 +69,22 @@ const TREES = {
   A: () => makeTree('A', { files: Math.round(10_000 * SCALE), folders: 200, minSize: 1000, maxSize: 32_000 }),
   B: () => makeTree('B', { files: Math.round(100 * SCALE) || 10, folders: 10, minSize: 8 * 2 ** 20, maxSize: 8 * 2 ** 20 + 1 }),
   C: () => makeTree('C', { files: Math.round(100_000 * SCALE), folders: 1000, minSize: 200, maxSize: 4000 }),
+  D: () => makeTree('D', { files: Math.round(300_000 * SCALE), folders: 3000, minSize: 200, maxSize: 2000 }),
 };
+const COUNTS = { A: Math.round(10_000 * SCALE), B: Math.round(100 * SCALE) || 10, C: Math.round(100_000 * SCALE), D: Math.round(300_000 * SCALE) };
+
+/**
+ * Files under `dir` and their total size (find, no Node): a copy that "succeeds" with folders
+ * missing must not pass as fast. Throws when the mirror is not the whole source.
+ */
+function checkMirror(name, src, dst, tool) {
+  const count = (dir) => execFileSync('sh', ['-c', `find "$1" -type f -not -name '.*' -printf '%s\\n' | awk '{ n++; s += $1 } END { print n + 0, s + 0 }'`, 'sh', dir], { encoding: 'utf8' }).trim();
+  const want = count(src);
+  const got = count(dst);
+  if (got !== want) throw new Error(`${tool} on ${name}: the mirror holds ${got} (files bytes), the source ${want}: not exact`);
+  return Number(want.split(' ')[0]);
+}
+let mirrorsChecked = 0;
 const built = {};
 const tree = (name) => (built[name] ??= time(() => TREES[name]()).value);
 
@@ -129,15 +144,23 @@ function row(kase, treeName, results, baseline) {
 function initialCopy(name) {
   const src = tree(name);
   const dests = [];
-  const into = (fn) => () => {
+  const into = (tool, fn) => () => {
     const dst = fresh(`${name}-copy`);
     mkdirSync(dst, { recursive: true });
     dests.push(dst);
-    return fn(src, dst);
+    const ms = fn(src, dst);
+    // Every repetition's mirror is counted (outside the timing): a fast copy that lost files fails the bench.
+    if (checkMirror(name, src, dst, tool) !== COUNTS[name]) throw new Error(`${tool} on ${name}: file count differs from the tree's`);
+    mirrorsChecked++;
+    return ms;
   };
-  const tools = { 'upload-sync sync': into(ours), 'cp -a': into(cpA) };
-  if (HAVE_RSYNC) tools['rsync -a'] = into(rsync);
-  row('initial copy into an empty mirror', name, sideBySide(tools), HAVE_RSYNC ? 'rsync -a' : 'cp -a');
+  const tools = {
+    'upload-sync sync': into('upload-sync sync', ours),
+    'syncUploads() in process': into('syncUploads() in process', (s, d) => inProcess('full', s, d)),
+    'cp -a': into('cp -a', cpA),
+  };
+  if (HAVE_RSYNC) tools['rsync -a'] = into('rsync -a', rsync);
+  row('initial copy into an empty mirror (each mirror counted)', name, sideBySide(tools), HAVE_RSYNC ? 'rsync -a' : 'cp -a');
   return dests;
 }
 
@@ -162,6 +185,7 @@ function inProcess(kind, src, dst, file) {
     const { writeFileSync } = await import('node:fs');
     const opts = { source: ${JSON.stringify(src)}, dest: ${JSON.stringify(dst)}, force: true, lockDir: ${JSON.stringify(ENV.UPLOAD_SYNC_LOCK_DIR)} };
     await syncUploads({ ...opts, files: ['album-0/track-0.mp3'] }); // warm: modules loaded, lock folder made
+    ${kind === 'full' ? `(await import('node:fs')).rmSync(${JSON.stringify(join(dst, 'album-0'))}, { recursive: true });` : ''}
     ${kind === 'upload' ? `writeFileSync(${JSON.stringify(join(src, file ?? ''))}, Buffer.alloc(48 * 1024, 7));` : ''}
     const t = process.hrtime.bigint();
     const r = await syncUploads(${kind === 'upload' ? `{ ...opts, files: [${JSON.stringify(file)}] }` : 'opts'});
@@ -192,7 +216,7 @@ function upload(name) {
   return results['syncUploads({ files }) in process'];
 }
 
-/** Peak RSS (MB) of a full sync of C into an empty mirror, in its own process. */
+/** Peak RSS (MB) of a full sync into an empty mirror (then a no-op resync), in its own process. */
 function rssOfSync(name) {
   const src = tree(name);
   const dst = fresh(`${name}-rss`);
@@ -274,7 +298,11 @@ if (ONLY.has('upload')) {
   rows.push(`| one new upload: time on C / time on A | | syncUploads({ files }) | ${(c / a).toFixed(2)}× | |`);
 }
 if (ONLY.has('watch')) await watch('C');
-if (ONLY.has('rss')) rssOfSync('C');
+if (ONLY.has('rss')) {
+  rssOfSync('C');
+  rssOfSync('D');
+}
+if (mirrorsChecked > 0) console.error(`bench: ${mirrorsChecked} initial-copy mirrors counted, every one exact`);
 
 const versions = [
   `Node ${process.version}`,
@@ -282,7 +310,8 @@ const versions = [
   execFileSync('cp', ['--version'], { encoding: 'utf8' }).split('\n')[0],
 ].join('; ');
 console.log(`Machine: ${cpus().length} cores (${cpuModel}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB; ${versions}; medians of ${REPS} runs, tools alternating.
-Trees: A ${Math.round(10_000 * SCALE)} files of 1–32 KB in 200 folders; B ${Math.round(100 * SCALE) || 10} files of 8 MiB; C ${Math.round(100_000 * SCALE)} files of 0.2–4 KB in 1000 folders.
+Trees: A ${COUNTS.A} files of 1–32 KB in 200 folders; B ${COUNTS.B} files of 8 MiB; C ${COUNTS.C} files of 0.2–4 KB in 1000 folders; D ${COUNTS.D} files of 0.2–2 KB in 3000 folders (RSS only).
+Every initial copy's mirror was counted (files and bytes, with find) after each repetition: ${mirrorsChecked} mirrors, all exact.
 
 | case | tree | tool | median | ratio |
 | --- | --- | --- | --- | --- |

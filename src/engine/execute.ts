@@ -6,9 +6,12 @@ import type { Destination } from './destination.js';
 import type { Action, CopyJob, Findings } from './plan-types.js';
 import type { PublishOutcome } from './publish.js';
 import type { Report } from './report.js';
-import { UploadSyncError } from '../shared/errors.js';
+import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
 
 export class Executor {
+  /** Folders that could not be made: what lies under them fails with the same reason, not a confusing ENOENT. */
+  private readonly failedDirs = new Map<string, { code: string; message: string }>();
+
   constructor(
     private readonly dest: Destination,
     private readonly report: Report,
@@ -23,7 +26,10 @@ export class Executor {
       const copies: CopyJob[] = [];
       for (const action of found.actions) {
         if (this.signal?.aborted) break;
-        if (action.type === 'copy') copies.push(action.job);
+        const blocked = action.type === 'copy' ? this.blockedBy(action.job.rel) : action.type === 'mkdir' ? this.blockedBy(action.rel) : null;
+        if (blocked !== null && action.type === 'copy') this.report.copyFailed(action.job, blocked);
+        else if (blocked !== null && action.type === 'mkdir') this.failedDirs.set(action.rel, blocked);
+        else if (action.type === 'copy') copies.push(action.job);
         else this.apply(action);
       }
       if (copies.length > 0 && !this.signal?.aborted) await this.copy(copies);
@@ -61,7 +67,19 @@ export class Executor {
       }
     } catch (err) {
       this.report.fail(action.rel, err);
+      if (action.type === 'mkdir') this.failedDirs.set(action.rel, { code: errorCode(err), message: errorMessage(err) });
     }
+  }
+
+  /** The failure of a folder above `rel` that could not be made, as this path's own error; `null` when none. */
+  private blockedBy(rel: string): (Error & { code: string }) | null {
+    if (this.failedDirs.size === 0) return null;
+    for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) {
+      const dir = rel.slice(0, i);
+      const failed = this.failedDirs.get(dir);
+      if (failed) return Object.assign(new Error(`its folder ${dir} could not be made: ${failed.message}`), { code: failed.code });
+    }
+    return null;
   }
 
   private delete(rel: string): void {
