@@ -95,7 +95,14 @@ const isGone = (err: unknown) => errorCode(err) === 'ENOENT' || errorCode(err) =
  * date before 1970) into "now", but takes a numeric string as it is, to the microsecond.
  */
 export function timeArg(ms: number): string {
-  return (ms / 1000).toFixed(6);
+  // libuv keeps microseconds by truncating toward zero, and the decimal string becomes a double a
+  // hair under or over it: half a microsecond away from zero makes the truncation land on it.
+  const micros = Math.round(ms * 1000);
+  const nudged = micros + (micros < 0 ? -0.5 : 0.5);
+  const sign = nudged < 0 ? '-' : '';
+  const abs = Math.abs(nudged);
+  const whole = Math.floor(abs / 1e6);
+  return `${sign}${whole}.${String(abs - whole * 1e6).replace('.', '').padStart(7, '0')}`;
 }
 
 /** A write that wrote less than asked and then nothing: the disk is full (how ENOSPC first shows). */
