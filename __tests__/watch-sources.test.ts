@@ -67,7 +67,7 @@ describe.each(['native', 'polling'] as const)('%s source', (mode) => {
 
   // Native only, by design: chokidar's polling says nothing when the folder it was given goes (the
   // watcher's check of the source folder every second covers both modes, see watcher.test.ts
-  // "source removed and recreated"); inotify does, at once.
+  // "the source folder removed and created again: the watcher recovers"); inotify does, at once.
   if (mode === 'native') test('the source folder itself removed is reported as the path \'\'', async () => {
     const seen = await start();
     await rm(p.source, { recursive: true });
