@@ -18,8 +18,11 @@ const BATCH = 2000;
 const YIELD_MS = 10;
 /** Folders compared breadth first at the start, to find a frontier wide enough to share. */
 const BREADTH_FIRST = 64;
-/** At most this many folders in one share: small shares end both threads close together. */
-const MAX_SHARE = 32;
+/** Comparing time after which the helper thread is started (a no-op of 10,000 files takes ~60-80 ms alone). */
+const HELPER_AFTER_MS = 60;
+/** Folders in the helper's first share, doubling with each share up to `MAX_SHARE`. */
+const FIRST_SHARE = 4;
+const MAX_SHARE = 64;
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -38,6 +41,8 @@ export async function* planTree(ctx: TreePlanContext, start: DirItem[]): AsyncGe
   const inFlight = new Set<Promise<void>>();
   let batch = emptyFindings();
   let compared = 0;
+  const started = performance.now();
+  let shareSize = FIRST_SHARE;
   let lastYield = performance.now();
 
   const absorb = (result: FolderResult) => {
@@ -45,7 +50,9 @@ export async function* planTree(ctx: TreePlanContext, start: DirItem[]): AsyncGe
     mergeFindings(batch, result);
   };
   const share = (helper: Helper) => {
-    const dirs = todo.splice(0, Math.min(MAX_SHARE, Math.ceil(todo.length / 3))); // the oldest: larger subtrees
+    // Small shares while the helper's code is cold, growing as it proves itself: both threads end close together.
+    const dirs = todo.splice(0, Math.min(shareSize, Math.ceil(todo.length / 3))); // the oldest: larger subtrees
+    shareSize = Math.min(MAX_SHARE, shareSize * 2);
     const task = helper.run({ type: 'compare', dirs }).then(
       (results) => void answered.push(...results),
       () => void todo.push(...dirs), // died: compared here instead
@@ -58,7 +65,9 @@ export async function* planTree(ctx: TreePlanContext, start: DirItem[]): AsyncGe
     for (const result of answered.splice(0)) absorb(result);
     const aborted = ctx.signal?.aborted ?? false;
     if (!aborted && todo.length >= 2 && (compared >= BREADTH_FIRST || todo.length >= ctx.helperFrom)) {
-      const helper = ctx.helper(todo.length >= ctx.helperFrom);
+      // Started only for a comparison that lasts: a thread takes tens of ms to start and to warm up,
+      // and a tree compared in less than that is compared faster by this thread alone.
+      const helper = ctx.helper(todo.length >= ctx.helperFrom && performance.now() - started >= HELPER_AFTER_MS);
       if (helper?.idle) share(helper);
     }
     if (todo.length > 0 && !aborted) {
