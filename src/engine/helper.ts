@@ -53,7 +53,7 @@ class WorkerHelper implements Helper {
   constructor(url: URL, data: HelperData) {
     // No inherited flags: some (`--input-type`) fail in a worker. A small young generation: what it
     // allocates is short-lived, and a large one only adds RSS.
-    this.worker = new Worker(url, { workerData: data, execArgv: [] });
+    this.worker = new Worker(url, { workerData: data, execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     this.worker.unref(); // kept alive only while it works for us
     this.worker.on('message', (message: HelperMessage) => {
       if (message.type === 'ready') {
