@@ -20,6 +20,18 @@ export class Executor {
   ) {}
 
   async run(batches: AsyncIterable<Findings>): Promise<void> {
+    try {
+      await this.consume(batches);
+    } finally {
+      // Every file handed on is finished, even after an abort or a failure of the plan: no
+      // half-done temp file, and no helper thread stopped in the middle of a copy.
+      if (!this.dryRun) await this.dest.drain();
+    }
+    if (this.dryRun) return;
+    for (const rel of this.dest.finish((rel, err) => this.report.fail(rel, err))) this.report.note(`Removed empty folder ${rel}`);
+  }
+
+  private async consume(batches: AsyncIterable<Findings>): Promise<void> {
     for await (const found of batches) {
       this.report.absorb(found);
       if (!this.dryRun && found.temps.length > 0) this.removeDeadTemps(found.temps);
@@ -35,9 +47,6 @@ export class Executor {
       if (copies.length > 0 && !this.signal?.aborted) await this.copy(copies);
       if (this.signal?.aborted) break;
     }
-    if (this.dryRun) return;
-    await this.dest.drain(); // a file in flight is finished, even after an abort: no half-done temp file
-    for (const rel of this.dest.finish((rel, err) => this.report.fail(rel, err))) this.report.note(`Removed empty folder ${rel}`);
   }
 
   private apply(action: Exclude<Action, { type: 'copy' }>): void {

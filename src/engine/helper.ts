@@ -24,6 +24,8 @@ export interface HelperData {
 export interface Helper {
   /** Up, and not working on a task: `run` may be called. */
   readonly idle: boolean;
+  /** Its thread id: the mark on its temp files (a thread that died mid-copy leaves one, which the run removes). */
+  readonly threadId: number;
   run<T extends Task>(task: T): Promise<Answer<T>>;
   /** Ends the thread (after the caller has waited for every task it gave). */
   stop(): void;
@@ -60,6 +62,7 @@ class WorkerHelper implements Helper {
         if (this.state === 'starting') this.state = 'idle';
         return;
       }
+      if (this.state === 'dead') return; // stopped meanwhile: the task was rejected already
       const pending = this.pending;
       this.pending = null;
       this.state = 'idle';
@@ -72,6 +75,10 @@ class WorkerHelper implements Helper {
 
   get idle(): boolean {
     return this.state === 'idle';
+  }
+
+  get threadId(): number {
+    return this.worker.threadId;
   }
 
   run<T extends Task>(task: T): Promise<Answer<T>> {

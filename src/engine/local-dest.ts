@@ -2,7 +2,7 @@
  * A local folder as the destination: folders and modes on this thread with synchronous calls
  * (fast, and there are few), file copies on this thread and, for large runs, on the helper thread.
  */
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
@@ -10,7 +10,7 @@ import type { DeleteGuard, Removal } from '../shared/delete-guard.js';
 import type { Destination } from './destination.js';
 import type { Helper } from './helper.js';
 import type { Action, CopyJob } from './plan-types.js';
-import { isAlive, publishJob, tempOwnerPid, type PublishOptions, type PublishOutcome } from './publish.js';
+import { isAlive, isTempOfThread, publishJob, tempOwnerPid, type PublishOptions, type PublishOutcome } from './publish.js';
 
 /** Owner read, write and search: what the run needs of a folder it fills. */
 const OWNER_RWX = 0o700;
@@ -49,8 +49,8 @@ export class LocalDest implements Destination {
   private readonly closed = new Map<string, number>();
   private readonly prunes: string[] = [];
   private readonly inFlight = new Set<Promise<void>>();
-  /** Jobs of a helper share whose thread died: done here in `drain`. */
-  private readonly orphaned: Array<{ job: CopyJob; done: Done }> = [];
+  /** Jobs of a helper share whose thread died (and that thread's id): done here in `drain`. */
+  private readonly orphaned: Array<{ job: CopyJob; done: Done; thread: number }> = [];
   private lastYield = performance.now();
 
   constructor(private readonly o: LocalDestOptions) {}
@@ -109,7 +109,7 @@ export class LocalDest implements Destination {
       end -= n;
       if (share.length > 0) this.track(helper.run({ type: 'publish', jobs: share }).then(
         (outcomes) => outcomes.forEach((outcome, i) => done(share[i]!, outcome, this.takeRemoved(share[i]!))),
-        () => share.forEach((job) => this.orphaned.push({ job, done })),
+        () => share.forEach((job) => this.orphaned.push({ job, done, thread: helper.threadId })),
       ));
     };
     const copier = async () => {
@@ -134,7 +134,33 @@ export class LocalDest implements Destination {
     for (;;) {
       while (this.inFlight.size > 0) await Promise.race(this.inFlight);
       if (this.orphaned.length === 0) return;
-      for (const { job, done } of this.orphaned.splice(0)) done(job, await publishJob(this.o.source, this.o.dest, job, this.o.publish), this.takeRemoved(job));
+      const orphans = this.orphaned.splice(0);
+      this.removeTempsOfDeadThreads(orphans);
+      for (const { job, done } of orphans) done(job, await publishJob(this.o.source, this.o.dest, job, this.o.publish), this.takeRemoved(job));
+    }
+  }
+
+  /** A helper thread that died mid-copy left its temp file (named after this live process and that thread): removed. */
+  private removeTempsOfDeadThreads(orphans: ReadonlyArray<{ job: CopyJob; thread: number }>): void {
+    const folders = new Map<string, number>();
+    for (const { job, thread } of orphans) folders.set(`${thread}:${parentOf(job.rel)}`, thread);
+    for (const [key, thread] of folders) {
+      const rel = key.slice(key.indexOf(':') + 1);
+      const dir = rel === '' ? this.o.dest : join(this.o.dest, rel);
+      let names: string[];
+      try {
+        names = readdirSync(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (!isTempOfThread(name, thread)) continue;
+        try {
+          unlinkSync(join(dir, name));
+        } catch {
+          // gone already
+        }
+      }
     }
   }
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, futimesSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { chmod, copyFile, link, open, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { setTimeout as delay } from 'node:timers/promises';
 import { UploadSyncError, errorCode } from '../shared/errors.js';
 import { TEMP_PREFIX } from '../shared/filter.js';
@@ -19,14 +20,22 @@ export function tempPathFor(target: string): string {
   // Not randomBytes per file, nor process.pid (a getpid call) per file: both show in the profile of 10,000 copies.
   if (tempPid === -1) {
     tempPid = process.pid;
-    tempPrefix = `${TEMP_PREFIX}${tempPid.toString(36)}-`;
+    // A helper thread marks its temp files with its thread id: if it dies mid-copy, the run knows
+    // which temp files of this (live) process are its, and removes them.
+    tempPrefix = `${TEMP_PREFIX}${tempPid.toString(36)}${threadId === 0 ? '' : `_${threadId}`}-`;
   }
   tempSeq = (tempSeq + 1) % 2 ** 48;
   return join(dirname(target), `${tempPrefix}${tempSeq.toString(16).padStart(12, '0')}.tmp`);
 }
 
-/** What `tempPathFor` makes: TEMP_PREFIX, the pid in base 36, 12 random hex digits. */
-const TEMP_NAME = /^\.upload-sync-([0-9a-z]+)-[0-9a-f]{12}\.tmp$/;
+/** What `tempPathFor` makes: TEMP_PREFIX, the pid in base 36 (and `_` and a helper thread's id), 12 hex digits. */
+const TEMP_NAME = /^\.upload-sync-([0-9a-z]+)(?:_(\d+))?-[0-9a-f]{12}\.tmp$/;
+
+/** Whether `name` is a temp file written by thread `thread` of this process (a helper thread that died). */
+export function isTempOfThread(name: string, thread: number): boolean {
+  const m = TEMP_NAME.exec(name);
+  return m !== null && parseInt(m[1]!, 36) === process.pid && Number(m[2] ?? 0) === thread;
+}
 
 /** The pid in one of our temp names, or `null` for a name we did not make this way. */
 export function tempOwnerPid(name: string): number | null {
