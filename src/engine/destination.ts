@@ -19,9 +19,9 @@ export interface Destination {
   notePrune(rel: string): void;
   /**
    * Publishes the files, calling `done` for each (in any order). Resolves when it can take more;
-   * some may still be in flight until `drain`.
+   * some may still be in flight until `drain`. Takes `jobs` over: each slot is emptied once taken.
    */
-  publish(jobs: readonly CopyJob[], done: (job: CopyJob, outcome: PublishOutcome, removed?: string[]) => void): Promise<void>;
+  publish(jobs: CopyJob[], done: (job: CopyJob, outcome: PublishOutcome, removed?: string[]) => void): Promise<void>;
   /** Resolves once every file handed to `publish` is done. */
   drain(): Promise<void>;
   /** Removes temp files of processes that died mid-copy; returns what it removed. */

@@ -10,7 +10,7 @@ import type { DeleteGuard, Removal } from '../shared/delete-guard.js';
 import type { Destination } from './destination.js';
 import type { Helper } from './helper.js';
 import type { Action, CopyJob } from './plan-types.js';
-import { isAlive, isTempOfThread, publishJob, tempOwnerPid, type PublishOptions, type PublishOutcome } from './publish.js';
+import { isAlive, isTempOfThread, publishJob, publishJobSync, tempOwnerPid, type PublishOptions, type PublishOutcome } from './publish.js';
 
 /** Owner read, write and search: what the run needs of a folder it fills. */
 const OWNER_RWX = 0o700;
@@ -20,6 +20,8 @@ const MAX_SHARE = 256;
 /** Longest run of synchronous copies between two yields to the event loop. */
 const YIELD_MS = 10;
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** What a job's slot holds once the job is taken. */
+const RELEASED = null as unknown as CopyJob;
 
 export const parentOf = (rel: string) => {
   const i = rel.lastIndexOf('/');
@@ -98,7 +100,7 @@ export class LocalDest implements Destination {
     this.prunes.push(rel);
   }
 
-  async publish(jobs: readonly CopyJob[], done: Done): Promise<void> {
+  async publish(jobs: CopyJob[], done: Done): Promise<void> {
     let next = 0;
     let end = jobs.length;
     const helper = this.o.helper(end >= this.o.helperFrom);
@@ -106,6 +108,7 @@ export class LocalDest implements Destination {
       if (!helper?.idle || end - next < 2 * MIN_SHARE || this.o.signal?.aborted) return;
       const n = Math.min(MAX_SHARE, Math.ceil((end - next) / 4));
       const share = jobs.slice(end - n, end).filter((job) => this.prepared(job, done));
+      jobs.fill(RELEASED, end - n, end);
       end -= n;
       if (share.length > 0) this.track(helper.run({ type: 'publish', jobs: share }).then(
         (outcomes) => outcomes.forEach((outcome, i) => done(share[i]!, outcome, this.takeRemoved(share[i]!))),
@@ -116,9 +119,10 @@ export class LocalDest implements Destination {
       while (next < end && !this.o.signal?.aborted) {
         giveShare();
         if (next >= end) break;
-        const job = jobs[next++]!;
+        const job = jobs[next]!;
+        jobs[next++] = RELEASED; // the job lives only while it is copied (see Executor)
         if (!this.prepared(job, done)) continue;
-        done(job, await publishJob(this.o.source, this.o.dest, job, this.o.publish), this.takeRemoved(job));
+        done(job, publishJobSync(this.o.source, this.o.dest, job, this.o.publish) ?? (await this.publishOne(job)), this.takeRemoved(job));
         // Small files copy with synchronous calls: let timers (the lock's refresh, a server's
         // requests) and the helper's answers in now and then.
         if (performance.now() - this.lastYield >= YIELD_MS) {
@@ -130,13 +134,17 @@ export class LocalDest implements Destination {
     await Promise.all(Array.from({ length: Math.min(this.o.concurrency, Math.max(1, end - next)) }, copier));
   }
 
+  private publishOne(job: CopyJob): Promise<PublishOutcome> {
+    return publishJob(this.o.source, this.o.dest, job, this.o.publish);
+  }
+
   async drain(): Promise<void> {
     for (;;) {
       while (this.inFlight.size > 0) await Promise.race(this.inFlight);
       if (this.orphaned.length === 0) return;
       const orphans = this.orphaned.splice(0);
       this.removeTempsOfDeadThreads(orphans);
-      for (const { job, done } of orphans) done(job, await publishJob(this.o.source, this.o.dest, job, this.o.publish), this.takeRemoved(job));
+      for (const { job, done } of orphans) done(job, await this.publishOne(job), this.takeRemoved(job));
     }
   }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, futimesSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, futimesSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { chmod, copyFile, link, open, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -187,6 +187,17 @@ async function copyBytes(src: string, tmp: string, expected: FileInfo, mode: num
 /** Files up to this size are copied with synchronous calls: one read and one write, no promise per call. */
 const SMALL = 256 * 1024;
 
+let small: Buffer | null = null;
+/**
+ * One buffer for every small copy of this thread (they are synchronous, so never two at once): a
+ * buffer per file made 300,000 small copies churn through the allocator and grew the young
+ * generation, and with it the peak RSS.
+ */
+function smallBuffer(): Buffer {
+  small ??= Buffer.allocUnsafeSlow(SMALL + 1);
+  return small;
+}
+
 /**
  * A small file in one go. A promise per fs call costs more than the call itself (PERF-NOTES.md):
  * for the thousands of small files of an initial copy, this is most of the time; a 256 KiB read
@@ -197,8 +208,8 @@ function copySmallSync(src: string, tmp: string, expected: FileInfo, mode: numbe
   try {
     const output = openSync(tmp, 'wx', expected.mode & 0o777);
     try {
-      const buffer = Buffer.allocUnsafe(expected.size + 1); // one byte more tells a grown file
-      const bytesRead = readSync(input, buffer, 0, buffer.length, 0);
+      const buffer = smallBuffer(); // one byte more than the file tells a grown file
+      const bytesRead = readSync(input, buffer, 0, expected.size + 1, 0);
       writeAllSync(output, buffer, bytesRead, 0, tmp);
       fchmodSync(output, mode);
       futimesSync(output, timeArg(expected.atimeMs), timeArg(expected.mtimeMs));
@@ -241,11 +252,11 @@ export async function publish(src: string, target: string, opts: PublishOptions)
     let published = false;
     try {
       let copied: number;
-      let after: FileInfo;
+      let after: { size: number; mtimeMs: number };
       try {
         // The source's mode (or `fileMode`) and times are set on the temp file before it is published.
         copied = await copyBytes(src, tmp, expected, opts.fileMode ?? expected.mode);
-        after = fileInfo(expected.size <= SMALL ? statSync(src) : await stat(src));
+        after = expected.size <= SMALL ? statSync(src) : await stat(src);
       } catch (err) {
         if (isGone(err) && !(await exists(src))) throw new SourceGone(src);
         throw err;
@@ -259,8 +270,9 @@ export async function publish(src: string, target: string, opts: PublishOptions)
         expected = fileInfo(await stat(src).catch((err) => Promise.reject(isGone(err) ? new SourceGone(src) : err)));
         continue;
       }
-      // The last word before the rename: the temp file holds every byte (whatever path wrote it).
-      const written = expected.size <= SMALL ? statSync(tmp).size : (await stat(tmp)).size;
+      // The last word before the rename of a streamed copy: the temp file holds every byte. (A
+      // small copy is one write checked by writeAllSync; a reflink is whole or an error.)
+      const written = expected.size <= SMALL ? expected.size : (await stat(tmp)).size;
       if (written !== expected.size) {
         throw Object.assign(new Error(`EIO: the copy of ${src} holds ${written} of its ${expected.size} bytes; not published`), { code: 'EIO', path: tmp });
       }
@@ -276,14 +288,67 @@ export async function publish(src: string, target: string, opts: PublishOptions)
 
 const exists = (path: string) => stat(path).then(() => true, () => false);
 
+/**
+ * The publish of a small file with synchronous calls only, no promise: most of an initial sync is
+ * thousands of these, and a promise chain per file was most of their cost (and garbage). Taken only
+ * once this process knows dest cannot reflink (the first copy, async, found out).
+ * @returns `true` when published; `false` when it must go the async way instead (not a small
+ *   plain copy, or the source changed during the copy: `publish` retries with pauses).
+ * @throws `SourceGone`, or the error of the copy (its temp file removed).
+ */
+export function publishSmallSync(src: string, target: string, opts: PublishOptions): boolean {
+  const { expected } = opts;
+  if (opts.strategy !== 'copy' || !reflinkUnsupported || expected.size > SMALL) return false;
+  const tmp = tempPathFor(target);
+  let published = false;
+  try {
+    let copied: number;
+    let after: { size: number; mtimeMs: number };
+    try {
+      copied = copySmallSync(src, tmp, expected, opts.fileMode ?? expected.mode);
+      after = statSync(src);
+    } catch (err) {
+      if (isGone(err) && statSync(src, { throwIfNoEntry: false }) === undefined) throw new SourceGone(src);
+      throw err;
+    }
+    if (copied !== expected.size || after.size !== expected.size || after.mtimeMs !== expected.mtimeMs) return false;
+    renameSync(tmp, target);
+    published = true;
+    return true;
+  } finally {
+    if (!published) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // never created, or gone
+      }
+    }
+  }
+}
+
+
+
 /** How one copy job ended: published, its source gone meanwhile (not an error), or failed. */
 export type PublishOutcome = { status: 'copied' | 'gone' } | { status: 'failed'; code: string; message: string };
 
 /** Publishes one job of a run (here or in the helper thread): never throws, the outcome says. */
+
+const COPIED: PublishOutcome = Object.freeze({ status: 'copied' });
+
+/** `publishJob` without a promise where it can (a small plain copy); `null`: call `publishJob`, which takes it from the start. */
+export function publishJobSync(source: string, dest: string, job: { rel: string; src: FileInfo }, opts: Omit<PublishOptions, 'expected'>): PublishOutcome | null {
+  try {
+    return publishSmallSync(`${source}/${job.rel}`, `${dest}/${job.rel}`, { ...opts, expected: job.src }) ? COPIED : null;
+  } catch (err) {
+    if (err instanceof SourceGone) return { status: 'gone' };
+    return { status: 'failed', code: errorCode(err), message: err instanceof Error ? err.message : String(err) };
+  }
+}
+
 export async function publishJob(source: string, dest: string, job: { rel: string; src: FileInfo }, opts: Omit<PublishOptions, 'expected'>): Promise<PublishOutcome> {
   try {
     await publish(join(source, job.rel), join(dest, job.rel), { ...opts, expected: job.src });
-    return { status: 'copied' };
+    return COPIED;
   } catch (err) {
     if (err instanceof SourceGone) return { status: 'gone' };
     return { status: 'failed', code: errorCode(err), message: err instanceof Error ? err.message : String(err) };

@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { compareDir } from './compare-dir.js';
 import type { HelperData, HelperMessage, Task } from './helper.js';
-import { publishJob, type PublishOutcome } from './publish.js';
+import { publishJob, publishJobSync, type PublishOutcome } from './publish.js';
 
 const data = workerData as HelperData;
 const port = parentPort!;
@@ -11,7 +11,8 @@ const send = (message: HelperMessage) => port.postMessage(message);
 
 async function publishAll(jobs: Extract<Task, { type: 'publish' }>['jobs']): Promise<PublishOutcome[]> {
   const outcomes: PublishOutcome[] = [];
-  for (const job of jobs) outcomes.push(await publishJob(data.compare.source, data.compare.dest, job, data.publish));
+  const { source, dest } = data.compare;
+  for (const job of jobs) outcomes.push(publishJobSync(source, dest, job, data.publish) ?? (await publishJob(source, dest, job, data.publish)));
   return outcomes;
 }
 

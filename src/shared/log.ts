@@ -10,6 +10,8 @@ export type Level = 'INFO' | 'WARN' | 'ERROR';
 export interface RunLog extends Logger {
   /** Resolves once every line so far is in the log file (or known lost). */
   flush(): Promise<void>;
+  /** Whether an INFO line goes anywhere: a run of 300,000 copies builds no line that nobody reads. */
+  readonly verbose: boolean;
 }
 
 /** `[YYYY-MM-DD HH:MM:SS] LEVEL: message`, local time as the old scripts' `date` wrote it. */
@@ -94,6 +96,9 @@ export function createLog(namespace: string, logFile: string | null, logger: Log
     warn: (m) => emit('WARN', m),
     error: (m) => emit('ERROR', m),
     flush: () => sink?.flush() ?? Promise.resolve(),
+    get verbose() {
+      return sink !== null || logger !== null || debug.enabled;
+    },
   };
 }
 
