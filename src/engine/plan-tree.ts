@@ -18,8 +18,19 @@ const BATCH = 2000;
 const YIELD_MS = 10;
 /** Folders compared breadth first at the start, to find a frontier wide enough to share. */
 const BREADTH_FIRST = 64;
-/** Comparing time after which the helper thread is started (a no-op of 10,000 files takes ~60-80 ms alone). */
-const HELPER_AFTER_MS = 60;
+/**
+ * Whether the rest of the comparison is long enough to share with a helper thread. One takes
+ * ~25 ms to start (2-3 ms of it on this thread) and compares slowly while its code is cold, so a
+ * tree compared in ~100 ms (a no-op of 10,000 files) is compared faster by this thread alone. The
+ * rest is guessed from the folders waiting and the time per folder so far; a comparison that has
+ * simply gone on long (deep, narrow trees) gets one too.
+ */
+export function worthAHelper(elapsedMs: number, compared: number, waiting: number): boolean {
+  if (elapsedMs >= HELPER_AFTER_MS) return true;
+  return compared >= 32 && waiting * (elapsedMs / compared) >= HELPER_WORTH_MS;
+}
+const HELPER_AFTER_MS = 120;
+const HELPER_WORTH_MS = 200;
 /** Folders in the helper's first share, doubling with each share up to `MAX_SHARE`. */
 const FIRST_SHARE = 4;
 const MAX_SHARE = 64;
@@ -65,9 +76,7 @@ export async function* planTree(ctx: TreePlanContext, start: DirItem[]): AsyncGe
     for (const result of answered.splice(0)) absorb(result);
     const aborted = ctx.signal?.aborted ?? false;
     if (!aborted && todo.length >= 2 && (compared >= BREADTH_FIRST || todo.length >= ctx.helperFrom)) {
-      // Started only for a comparison that lasts: a thread takes tens of ms to start and to warm up,
-      // and a tree compared in less than that is compared faster by this thread alone.
-      const helper = ctx.helper(todo.length >= ctx.helperFrom && performance.now() - started >= HELPER_AFTER_MS);
+      const helper = ctx.helper(todo.length >= ctx.helperFrom && worthAHelper(performance.now() - started, compared, todo.length));
       if (helper?.idle) share(helper);
     }
     if (todo.length > 0 && !aborted) {
