@@ -140,6 +140,10 @@ export class ProxyHelper implements Helper {
     );
   }
 
+  poll(): boolean {
+    return this.inner.poll();
+  }
+
   stop(): void {
     this.stopped = true;
     this.inner.stop();

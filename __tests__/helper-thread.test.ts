@@ -24,10 +24,10 @@ import type { HelperFactory } from '../src/engine/helper.js';
 import { runSync } from '../src/engine/sync.js';
 import type { SyncResult } from '../src/shared/options.js';
 import {
-  WORKER_FILE, buildTree, changeTree, describeFault, duplicates, mirrorProblems, proxyFactory, snapshot, wrongFiles,
+  WORKER_FILE, buildTree, changeTree, describeFault, duplicates, mirrorProblems, proxyFactory, realWorker, snapshot, wrongFiles,
   type Fault, type ProxyHelper, type TaskRecord, type TreeState,
 } from './engine-thread-helpers.js';
-import { tempProject } from './helpers.js';
+import { tempProject, writeTree } from './helpers.js';
 import { SOAK, prng, randomTools, seedFor } from './reliability-helpers.js';
 
 for (const key of Object.keys(process.env)) {
@@ -304,4 +304,43 @@ describe('an abort mid-run, with the worker on', () => {
       expectMirror(source, dest, `${context}, then the next run`);
     }
   }, 60_000 + ABORTS * 6000);
+});
+
+describe('poll: the thread is heard between two folders, not at the next turn of the event loop', () => {
+  // The planner compares folder after folder synchronously and yields only every few ms; it calls
+  // `poll()` after each folder, so a helper that is up, or done with its share, gets its next share
+  // at once. Here no turn of the event loop ever comes: only `poll` can see the thread.
+  /** Spins on `cond` without yielding (a 1 ms blocking wait between tries), up to 20 s. */
+  const spinUntil = (cond: () => boolean): boolean => {
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (const end = Date.now() + 20_000; Date.now() < end; Atomics.wait(nap, 0, 0, 1)) if (cond()) return true;
+    return false;
+  };
+
+  test('ready, then a compare task answered, each seen by poll() alone', async () => {
+    const p = project();
+    await writeTree(p.source, { 'a/1.mp3': 'one', 'a/2.mp3': 'two', 'b/3.mp3': 'three' });
+    const compare = {
+      source: p.source, dest: p.dest, sourceReal: p.source, extensions: null, delete: false, fileMode: null, dirMode: null, newerThan: null, mtimeWindowMs: 1, openDirs: false,
+    };
+    const { helper, exited } = realWorker({ compare, publish: { strategy: 'copy', fileMode: null } });
+    try {
+      expect(helper.idle).toBe(false); // starting
+      expect(spinUntil(() => helper.poll() && helper.idle)).toBe(true);
+      let answered: unknown = null;
+      const task = helper.run({ type: 'compare', dirs: [{ rel: 'a', inSrc: true, inDst: false }] });
+      void task.then((results) => (answered = results));
+      expect(helper.idle).toBe(false);
+      expect(spinUntil(() => helper.poll())).toBe(true);
+      expect(helper.idle).toBe(true); // free for the next share before any await
+      await undefined; // one microtask turn: the task's callbacks ran
+      expect(answered).not.toBeNull();
+      const [result] = await task;
+      expect(result!.actions.map((a) => (a.type === 'copy' ? a.job.rel : a.type)).sort()).toEqual(['a/1.mp3', 'a/2.mp3']);
+      expect(helper.poll()).toBe(false); // nothing more came
+    } finally {
+      helper.stop();
+      await exited;
+    }
+  }, 60_000);
 });

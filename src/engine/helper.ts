@@ -5,7 +5,7 @@
  * died rejects, and the caller does it itself (comparing only reads; publishing a file again gives
  * the same file). The helper is injected into a run (`HelperFactory`), so tests choose it too.
  */
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import createDebug from 'debug';
 import type { CompareOptions, CopyJob, DirItem, FolderResult } from './plan-types.js';
 import type { PublishOutcome, PublishOptions } from './publish.js';
@@ -27,6 +27,13 @@ export interface Helper {
   /** Its thread id: the mark on its temp files (a thread that died mid-copy leaves one, which the run removes). */
   readonly threadId: number;
   run<T extends Task>(task: T): Promise<Answer<T>>;
+  /**
+   * Takes the thread's messages that have arrived without waiting for the event loop, so a long
+   * synchronous stretch of comparing sees the helper ready, or done with its share, at once (a
+   * helper that waits for the next turn of the loop sits idle for up to that stretch). `true` when
+   * one came: a task's promise may then be settled, and its callbacks run at the caller's next `await`.
+   */
+  poll(): boolean;
   /** Ends the thread (after the caller has waited for every task it gave). */
   stop(): void;
 }
@@ -34,7 +41,12 @@ export interface Helper {
 /** Starts a run's helper, or `null`: the run then stays on one thread. */
 export type HelperFactory = (data: HelperData) => Helper | null;
 
-/** Worker → main thread messages. */
+/** What the worker is started with: the run's data, and the port it answers on. */
+export interface WorkerData extends HelperData {
+  port: MessagePort;
+}
+
+/** Worker → main thread messages (on `WorkerData.port`). */
 export type HelperMessage = { type: 'ready' } | { type: 'answer'; answer: FolderResult[] | PublishOutcome[] };
 
 /** The worker's file name beside this bundle, set by tsup per format; unset when running from source. */
@@ -48,29 +60,47 @@ function builtWorkerUrl(): URL | null {
 
 class WorkerHelper implements Helper {
   private readonly worker: Worker;
+  private readonly port: MessagePort;
   private state: 'starting' | 'idle' | 'busy' | 'dead' = 'starting';
   private pending: { resolve: (answer: never) => void; reject: (err: Error) => void } | null = null;
   private tasks = 0;
 
   constructor(url: URL, data: HelperData) {
+    // Answers come on a port of their own, which `poll` can read synchronously between folders.
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
     // No inherited flags: some (`--input-type`) fail in a worker. A small young generation: what it
     // allocates is short-lived, and a large one only adds RSS.
-    this.worker = new Worker(url, { workerData: data, execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+    const workerData: WorkerData = { ...data, port: port2 };
+    this.worker = new Worker(url, { workerData, transferList: [port2], execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     this.worker.unref(); // kept alive only while it works for us
-    this.worker.on('message', (message: HelperMessage) => {
-      if (message.type === 'ready') {
-        if (this.state === 'starting') this.state = 'idle';
-        return;
-      }
-      if (this.state === 'dead') return; // stopped meanwhile: the task was rejected already
-      const pending = this.pending;
-      this.pending = null;
-      this.state = 'idle';
-      this.worker.unref();
-      pending?.resolve(message.answer as never);
-    });
+    this.port.on('message', (message: HelperMessage) => this.receive(message));
+    this.port.unref();
     this.worker.on('error', (err) => this.die(err));
     this.worker.on('exit', (code) => this.die(new Error(`helper thread exited (code ${code})`)));
+  }
+
+  poll(): boolean {
+    let got = false;
+    for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) {
+      this.receive(m.message as HelperMessage);
+      got = true;
+    }
+    return got;
+  }
+
+  private receive(message: HelperMessage): void {
+    if (message.type === 'ready') {
+      if (this.state === 'starting') this.state = 'idle';
+      return;
+    }
+    if (this.state === 'dead') return; // stopped meanwhile: the task was rejected already
+    const pending = this.pending;
+    this.pending = null;
+    this.state = 'idle';
+    this.worker.unref();
+    this.port.unref();
+    pending?.resolve(message.answer as never);
   }
 
   get idle(): boolean {
@@ -85,16 +115,19 @@ class WorkerHelper implements Helper {
     if (this.state !== 'idle') return Promise.reject(new Error(`helper thread is ${this.state}`));
     this.state = 'busy';
     this.tasks++;
-    this.worker.ref(); // the caller may wait on it alone: keep the process up until it answers
+    // The caller may wait on it alone: keep the process up until it answers.
+    this.worker.ref();
+    this.port.ref();
     return new Promise<Answer<T>>((resolve, reject) => {
       this.pending = { resolve: resolve as (answer: never) => void, reject };
-      this.worker.postMessage(task);
+      this.port.postMessage(task);
     });
   }
 
   stop(): void {
     if (this.tasks > 0) debug('helper thread did %d tasks', this.tasks);
     this.die(new Error('helper thread stopped'));
+    this.port.close();
     void this.worker.terminate();
   }
 

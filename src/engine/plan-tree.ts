@@ -84,6 +84,9 @@ export async function* planTree(ctx: TreePlanContext, start: DirItem[]): AsyncGe
       const item = compared < BREADTH_FIRST ? todo.shift()! : todo.pop()!;
       compared++;
       absorb(compareDir(ctx.compare, item));
+      // The helper's answer, taken now rather than at the next yield: its promise settles, and the
+      // await lets its callback put the result in `answered`.
+      if (ctx.helper(false)?.poll()) await undefined;
     } else if (inFlight.size > 0) {
       await Promise.race(inFlight);
     } else if (aborted) {

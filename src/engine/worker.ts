@@ -1,12 +1,12 @@
 // Entry of a run's helper thread (see helper.ts): compares the folders it is given (compare-dir.ts)
 // or publishes the files it is given (publish.ts), and answers with the result, one task at a time.
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { compareDir } from './compare-dir.js';
-import type { HelperData, HelperMessage, Task } from './helper.js';
+import type { HelperMessage, Task, WorkerData } from './helper.js';
 import { publishJob, publishJobSync, type PublishOutcome } from './publish.js';
 
-const data = workerData as HelperData;
-const port = parentPort!;
+const data = workerData as WorkerData;
+const { port } = data;
 const send = (message: HelperMessage) => port.postMessage(message);
 
 async function publishAll(jobs: Extract<Task, { type: 'publish' }>['jobs']): Promise<PublishOutcome[]> {

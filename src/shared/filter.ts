@@ -4,6 +4,8 @@ import { extname, sep } from 'node:path';
 export const TEMP_PREFIX = '.upload-sync-';
 
 const PARTIAL_SUFFIXES = ['.part', '.partial', '.crdownload', '.tmp', '~'];
+/** The last character of each suffix, ASCII letters folded to lower case (`| 0x20`). */
+const PARTIAL_LAST = new Set(PARTIAL_SUFFIXES.map((suffix) => suffix.charCodeAt(suffix.length - 1) | 0x20));
 
 /** A temp file of ours (from an interrupted sync or upload). */
 export function isTempName(name: string): boolean {
@@ -12,6 +14,8 @@ export function isTempName(name: string): boolean {
 
 /** An upload still being written by a browser or a tool: `.part`, `.partial`, `.crdownload`, `.tmp`, `~`. */
 export function isPartialName(name: string): boolean {
+  // Most names are out on their last character alone (no lower-cased copy of each name in a walk).
+  if (!PARTIAL_LAST.has(name.charCodeAt(name.length - 1) | 0x20)) return false;
   const lower = name.toLowerCase();
   return PARTIAL_SUFFIXES.some((suffix) => lower.endsWith(suffix));
 }
