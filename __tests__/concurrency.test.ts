@@ -5,12 +5,13 @@
 import { afterEach, describe, expect, test } from '@jest/globals';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { syncUploads, type SyncResult } from '../src/index.js';
+import { DeleteGuard } from '../src/shared/delete-guard.js';
 import { DIST_ESM, ROOT, cleanEnv, exists, readTree, tempFiles, tempProject, waitFor, writeTree } from './helpers.js';
 
 // In-process calls read process.env: keep the machine's upload-sync settings out of this file.
@@ -223,8 +224,56 @@ describe('cross-process runs', () => {
   });
 });
 
+describe('uploads never wait for a full run (issue 11)', () => {
+  test('a targeted sync publishes while another process holds the lock, and while a full run here waits for it', async () => {
+    const { root, source, dest } = project();
+    await writeTree(source, { 'old/a.mp3': 'a', 'old/b.mp3': 'b' });
+    const lockDir = join(root, 'locks');
+    await mkdir(lockDir, { recursive: true });
+    const script = join(root, 'lock-child.mjs');
+    await writeFile(script, LOCK_CHILD);
+    // Another process's full run, as far as the lock can tell: it holds the lock until told to stop.
+    const holder = startChild(script, [dest, lockPathFor(lockDir, dest)]);
+    children.push(holder);
+    await waitFor(() => holder.stdout().includes('locked') || holder.proc.exitCode !== null, { message: 'the lock holder' });
+    expect(holder.stdout() + holder.stderr()).toContain('locked');
+
+    // A full run in this process waits for that lock (long timeout: it is still waiting below).
+    let fullDone = false;
+    const full = syncUploads({ source, dest, force: true, lockDir, lockTimeoutMs: 60_000 }).finally(() => (fullDone = true));
+    // An upload arrives: its targeted sync neither takes the lock nor queues behind the full run.
+    // Waiting for the lock would fail it with ELOCKED after 500 ms.
+    await writeTree(source, { 'new/upload.mp3': 'fresh upload' });
+    const upload = await syncUploads({ source, dest, force: true, lockDir, lockTimeoutMs: 500, files: ['new/upload.mp3'] });
+    expect(upload).toMatchObject({ status: 'ok', copied: ['new/upload.mp3'], errors: [] });
+    expect(readFileSync(join(dest, 'new', 'upload.mp3'), 'utf8')).toBe('fresh upload');
+    expect(fullDone).toBe(false); // the full run is still waiting for the lock
+    expect(holder.proc.exitCode).toBe(null); // and the other process still holds it
+
+    holder.proc.stdin.end();
+    expect(await holder.exited).toEqual({ code: 0, signal: null });
+    const after = await full;
+    expect(after.status).toBe('ok');
+    expect(after.copied).toEqual(['old/a.mp3', 'old/b.mp3']); // the upload was there already: unchanged
+    expect(await readTree(dest)).toEqual(await readTree(source));
+    expect(await tempFiles(dest)).toEqual([]);
+  });
+
+  test('what a full run deletes is re-checked against the source at that moment: a file an upload published meanwhile stays', async () => {
+    const { source, dest } = project();
+    // The full run compared while the source lacked late.mp3 (an orphan to delete); before its
+    // deletion, the upload landed in the source and its targeted sync published it.
+    await writeTree(dest, { 'late.mp3': 'published by an upload meanwhile', 'gone.mp3': 'orphan' });
+    await writeTree(source, { 'late.mp3': 'published by an upload meanwhile' });
+    const guard = new DeleteGuard({ source, sourceReal: source, dest, destReal: dest, extensions: null, dryRun: false, maxDelete: Infinity });
+    expect(guard.removeFile('late.mp3', 'exists')).toBe('kept');
+    expect(guard.removeFile('gone.mp3', 'exists')).toBe('removed');
+    expect(await readTree(dest)).toEqual({ 'late.mp3': 'published by an upload meanwhile' });
+  });
+});
+
 describe('in-process coalescing', () => {
-  test('10 targeted calls made during a full sync are served by one follow-up run', async () => {
+  test('targeted calls made during a full sync run beside it: the first at once, the nine made meanwhile in one follow-up run', async () => {
     const { root, source, dest } = project();
     const files = tree();
     await writeTree(source, files);
@@ -250,13 +299,14 @@ describe('in-process coalescing', () => {
     const merged = await Promise.all(targeted);
     expect(full.status).toBe('ok');
     for (const r of merged) expect(r.status).toBe('ok');
-    // One follow-up run served all ten: the very same result object, distinct from the full run's.
-    expect(new Set(merged).size).toBe(1);
-    expect(merged[0]).not.toBe(full);
-    // It handled the union of the ten lists (copied, or already copied by the full run).
-    const followUp = merged[0]!;
+    // The first targeted call did not queue behind the full run: it ran at once, on its own. The
+    // nine made while it ran were served by one follow-up run: the very same result object.
+    expect(merged[0]!.copied).toEqual([fresh[0]]);
+    expect(new Set(merged.slice(1)).size).toBe(1);
+    expect(merged[1]).not.toBe(merged[0]);
+    expect(merged[1]).not.toBe(full);
     expect(full.copied).toHaveLength(300);
-    expect(followUp.copied).toEqual([...fresh].sort());
+    expect(merged[1]!.copied).toEqual(fresh.slice(1).sort());
     expect(await readTree(dest)).toEqual(await readTree(source));
     expect(await tempFiles(dest)).toEqual([]);
   });

@@ -50,7 +50,12 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
   try {
     if (signal?.aborted) throw new UploadSyncError('ERR_ABORTED', 'Sync aborted before it started');
     const sourceReal = checkSource(config.source);
-    if (!config.dryRun) {
+    // Only a full run takes the cross-process lock. A targeted run (an upload, a watcher batch)
+    // never waits behind a full run or a big copy: each of its files lands by its own atomic
+    // rename, a file another run publishes meanwhile is the same whole file, and what a full run
+    // deletes is re-checked against the source at that moment (DeleteGuard), so it never removes
+    // a file an upload has just published.
+    if (!config.dryRun && request.files === null) {
       release = await acquireLock(config.lockDir, config.dest, config.lockTimeoutMs, {
         signal,
         onCompromised: (err) => log.warn(`Sync lock taken over by another process (${err.message}); finishing this run`),

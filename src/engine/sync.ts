@@ -18,9 +18,10 @@ const DEFAULT_DEPS: RunDeps = { helper: workerHelper };
  * Mirrors the canonical uploads folder into the standalone output: the whole tree, or only
  * `files` (targeted). Never rejects: every failure is in the result.
  *
- * Calls in one process coalesce: a call made while a run for the same dest is going is served by
- * one follow-up run (targeted calls merge their lists). Runs across processes are serialized by a
- * lock file outside the public folders.
+ * Calls in one process coalesce: a call made while a run of its kind (full, or targeted) for the
+ * same dest is going is served by one follow-up run (targeted calls merge their lists). Full runs
+ * across processes are serialized by a lock file outside the public folders; a targeted run never
+ * waits for a full one, in this process or another (each file is published by its own atomic rename).
  */
 export async function syncUploads(options: SyncOptions = {}): Promise<SyncResult> {
   const started = performance.now();
@@ -122,27 +123,28 @@ type ProgressFn = (progress: SyncProgress) => void;
 
 function schedule(config: SyncConfig, files: unknown[] | null, signal: AbortSignal | undefined, onProgress: ProgressFn | undefined, leave: LeaveYoung | null, deps: RunDeps): Promise<SyncResult> {
   // Keyed by dest's real path: two spellings of one folder share a queue (as they share the lock).
-  const destKey = canonical(config.dest);
-  let queue = queues.get(destKey);
-  if (!queue) queues.set(destKey, (queue = { running: false, waiting: [] }));
+  // Full and targeted runs have a queue each: an upload's sync never waits behind a full run (which
+  // takes minutes on a fresh mirror); targeted runs take no lock (run.ts says why that is safe).
+  const queueKey = `${files === null ? 'full' : 'files'}:${canonical(config.dest)}`;
+  let queue = queues.get(queueKey);
+  if (!queue) queues.set(queueKey, (queue = { running: false, waiting: [] }));
   const key = runKey(config);
   const last = queue.waiting[queue.waiting.length - 1];
   // A caller with its own signal, logger or progress callback keeps its own run, so nothing crosses
   // callers; so does a run that leaves young files (a plain call must copy them, and it must not).
   const own = signal !== undefined || onProgress !== undefined || leave !== null;
   if (last && last.key === key && last.config.logger === config.logger && last.deps === deps && last.signal === undefined && last.onProgress === undefined && last.leave === null && !own) {
-    if (files === null) last.files = null;
-    else if (last.files !== null) for (const f of files) last.files.add(f);
+    if (files !== null && last.files !== null) for (const f of files) last.files.add(f);
     return last.promise;
   }
   let resolvePending!: (r: SyncResult) => void;
   const promise = new Promise<SyncResult>((r) => (resolvePending = r));
   queue.waiting.push({ key, config, files: files && new Set(files), signal, onProgress, leave, deps, promise, resolve: resolvePending });
-  if (!queue.running) void drain(destKey, queue);
+  if (!queue.running) void drain(queueKey, queue);
   return promise;
 }
 
-async function drain(dest: string, queue: Queue): Promise<void> {
+async function drain(queueKey: string, queue: Queue): Promise<void> {
   queue.running = true;
   while (queue.waiting.length > 0) {
     const next = queue.waiting.shift()!;
@@ -151,6 +153,6 @@ async function drain(dest: string, queue: Queue): Promise<void> {
     next.resolve(result);
   }
   queue.running = false;
-  queues.delete(dest);
+  queues.delete(queueKey);
 }
 
