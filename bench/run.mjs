@@ -2,7 +2,7 @@
 // `npm run bench`: upload-sync against rsync and cp, side by side in one run, medians and ratios
 // as a markdown table. Generates its trees in a temp folder, installs nothing, deletes all at the end.
 //
-//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch] [--small]
+//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait] [--small]
 //
 // --small shrinks every tree tenfold (a quick look; the committed table is a full run).
 // See ../shared/PERF-NOTES.md: on this disk, creating many files just after deleting many is slow,
@@ -22,7 +22,7 @@ const lib = join(repo, 'dist', 'index.js');
 const { values } = parseArgs({
   options: {
     reps: { type: 'string', default: '5' },
-    only: { type: 'string', default: 'copy,noop,upload,watch,rss' },
+    only: { type: 'string', default: 'copy,noop,upload,watch,rss,wait' },
     small: { type: 'boolean', default: false },
   },
 });
@@ -298,6 +298,7 @@ if (ONLY.has('upload')) {
   rows.push(`| one new upload: time on C / time on A | | syncUploads({ files }) | ${(c / a).toFixed(2)}× | |`);
 }
 if (ONLY.has('watch')) await watch('C');
+if (ONLY.has('wait')) await (await import('./upload-wait.mjs')).uploadWait({ work, cli, next: join(repo, 'dist', 'next.js'), env: ENV, scale: SCALE, rows, fmt, pct });
 if (ONLY.has('rss')) {
   rssOfSync('C');
   rssOfSync('D');
