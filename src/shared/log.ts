@@ -76,9 +76,18 @@ function sinkFor(path: string): FileSink {
   return sink;
 }
 
+const debugs = new Map<string, createDebug.Debugger>();
+
+/** One `debug` instance per namespace (it re-reads `DEBUG` when that changes): a run per upload need not make its own. */
+function debugFor(namespace: string): createDebug.Debugger {
+  let debug = debugs.get(namespace);
+  if (!debug) debugs.set(namespace, (debug = createDebug(`upload-sync:${namespace}`)));
+  return debug;
+}
+
 /** A log for one part of the library (`upload-sync:<namespace>`). */
 export function createLog(namespace: string, logFile: string | null, logger: Logger | null): RunLog {
-  const debug = createDebug(`upload-sync:${namespace}`);
+  const debug = debugFor(namespace);
   const sink = logFile === null ? null : sinkFor(logFile);
   const emit = (level: Level, message: string) => {
     debug('%s %s', level, message);
