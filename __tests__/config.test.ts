@@ -113,7 +113,7 @@ describe('values', () => {
       stableMs: 1000, debounceMs: 200, maxWaitMs: 5000, reconcileMs: 600_000, olderThanDays: 30,
       orphansOnly: true, maxDelete: Infinity,
     });
-    expect(c.lockDir).toBe(join(tmpdir(), 'upload-sync'));
+    expect(c.lockDir).toBe(join(tmpdir(), 'upload-sync-locks'));
   });
 
   test('the resolved config is frozen', () => {

@@ -101,11 +101,18 @@ export async function hintsFor(paths: HintPaths, errors: readonly ErrorEntry[]):
     });
   }
   if (lockDenied) {
+    const top = await existingAncestor(lockDir);
+    const st = await stat(top).catch(() => null);
+    const sticky = st !== null && (st.mode & 0o1000) !== 0 && top === lockDir;
+    const owner = st === null ? '' : ` (${top === lockDir ? 'it is' : `${top} is`} owned by uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`;
     hints.push({
       kind: 'lock',
       text:
-        `to fix: this process (${who}) cannot create its lock in ${lockDir} (another user made that folder first). ` +
-        'Set UPLOAD_SYNC_LOCK_DIR, in every process that syncs, to a folder they can all write (e.g. sudo install -d -m 1777 /var/tmp/upload-sync).',
+        `to fix: this process (${who}) cannot ${sticky ? 'take over or remove a lock' : 'create its lock'} in ${lockDir}${owner}. ` +
+        'Every process that syncs this dest, whatever its user, must be able to create and remove entries there' +
+        (sticky ? ', and the sticky bit stops a user from removing the lock another user\'s crashed run left' : '') +
+        `: ${top === lockDir ? `sudo chmod 0777 ${lockDir}` : `sudo install -d -m 0777 ${lockDir}`}, or a shared group (sudo chgrp <group> ${lockDir} && sudo chmod 2770 ${lockDir}); ` +
+        'or set UPLOAD_SYNC_LOCK_DIR, the same in every such process, to a folder they can all write (e.g. sudo install -d -m 2770 -g <group> /var/lib/upload-sync).',
     });
   }
   if (full > 0) {

@@ -68,6 +68,14 @@ export interface CleanupConfig extends RunConfig {
 /** Options and environment normalized once, every subsystem's settings together (`resolveConfig`). Frozen. */
 export type ResolvedConfig = WatchConfig & CleanupConfig;
 
+/**
+ * The default lock folder's name, in the OS temp folder: one folder for every user, so two users
+ * syncing the same dest share its lock (a per-user folder would let them run at once). The library
+ * creates it writable by all (src/shared/lock.ts). Not `upload-sync`: earlier builds made that one
+ * 0755, owned by whichever user came first, and a machine that ran them may still have it.
+ */
+export const DEFAULT_LOCK_DIR_NAME = 'upload-sync-locks';
+
 export const DEFAULTS = Object.freeze({
   strategy: 'copy' as Strategy,
   concurrency: 4,
@@ -130,7 +138,7 @@ function pathsOf(s: Settings): PathsConfig {
 
 function runOf(s: Settings): RunConfig {
   const paths = pathsOf(s);
-  const lockDir = resolve(paths.root, s.path('lockDir', 'UPLOAD_SYNC_LOCK_DIR') ?? join(tmpdir(), 'upload-sync'));
+  const lockDir = resolve(paths.root, s.path('lockDir', 'UPLOAD_SYNC_LOCK_DIR') ?? join(tmpdir(), DEFAULT_LOCK_DIR_NAME));
   checkLockDir(paths.source, paths.dest, lockDir);
   return {
     ...paths,

@@ -1,3 +1,4 @@
+import { accessSync, constants, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { isInside } from '../config/paths.js';
 
@@ -27,10 +28,29 @@ export function permissionAdvice(code: string, message: string, source: string, 
   if (code !== 'EACCES' && code !== 'EPERM') return null;
   const paths = quotedPaths(message);
   const who = userName();
-  // Dest first: an open of our temp file, a mkdir, a rename or a chmod there is a write into the mirror.
+  // A copy's message names both sides (`copyfile 'src' -> 'dest'`): a source path this user
+  // cannot read is the cause, whatever else the message names.
+  if (paths.some((p) => within(p, source) && !canRead(p))) return sourceAdvice(who, source);
+  // Then dest: an open of our temp file, a mkdir, a rename or a chmod there is a write into the mirror.
   if (paths.some((p) => within(p, dest) || isInside(dest, p))) {
     return `hint: the mirror must be writable by ${who}: chown -R ${who} ${dest} (install -d -o ${who} ${dest} if it is missing), or a shared group with chmod -R g+rwX and UPLOAD_SYNC_DIR_MODE=775 UPLOAD_SYNC_FILE_MODE=664`;
   }
-  if (paths.some((p) => within(p, source))) return `hint: the uploads must be readable by ${who}: chmod -R a+rX ${source}`;
+  if (paths.some((p) => within(p, source))) return sourceAdvice(who, source);
   return null;
+}
+
+const sourceAdvice = (who: string, source: string) => `hint: the uploads must be readable by ${who}: chmod -R a+rX ${source}`;
+
+/**
+ * Whether this process can read `path` now (a folder: list and enter it). Synchronous: it runs only
+ * for a permission error, once per error entry. Anything but a permission error (gone since) is "yes".
+ */
+export function canRead(path: string): boolean {
+  try {
+    accessSync(path, statSync(path).isDirectory() ? constants.R_OK | constants.X_OK : constants.R_OK);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code !== 'EACCES' && code !== 'EPERM';
+  }
 }

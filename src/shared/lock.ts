@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import lockfile from 'proper-lockfile';
@@ -12,6 +12,24 @@ import { UploadSyncError, errorCode } from './errors.js';
  * (a crashed holder). It lives in `lockDir`, never in a public folder, named after the dest path.
  */
 export const STALE_MS = 10_000;
+
+/**
+ * The mode of a lock folder this library creates: writable by every user, and without the sticky
+ * bit. Every user that syncs one dest must share its lock (the build's user and PM2's, say), and
+ * must be able to take over the lock of a holder that died, which is removing another user's entry:
+ * the sticky bit (1777, as /tmp) forbids exactly that. Nothing but lock entries lives here.
+ */
+export const LOCK_DIR_MODE = 0o777;
+
+/**
+ * Creates `lockDir` when it is missing, made writable by every user (`LOCK_DIR_MODE`, set after
+ * `mkdir`, which the umask narrows). A folder that exists is left as it is: its owner chose its mode.
+ */
+export async function ensureLockDir(lockDir: string): Promise<void> {
+  const created = await mkdir(lockDir, { recursive: true });
+  // `created` is the first folder made; parents made on the way keep the umask's mode (traversable).
+  if (created !== undefined) await chmod(lockDir, LOCK_DIR_MODE);
+}
 
 export type Release = () => Promise<void>;
 
@@ -30,7 +48,7 @@ export async function acquireLock(
   timeoutMs: number,
   { signal, onCompromised }: { signal?: AbortSignal | undefined; onCompromised: (err: Error) => void },
 ): Promise<Release> {
-  await mkdir(lockDir, { recursive: true });
+  await ensureLockDir(lockDir);
   const path = lockPath(lockDir, dest);
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 0; ; attempt++) {
