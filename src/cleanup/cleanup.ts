@@ -36,11 +36,16 @@ export async function cleanupOld(options: CleanupOptions = {}): Promise<CleanupR
   } catch (err) {
     return { ...emptyResult(Boolean(options?.dryRun)), status: 'failed', errors: [toEntry('', err)], durationMs: elapsed(started) };
   }
+  const signal = options?.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    const err = new UploadSyncError('ERR_CONFIG', 'Invalid option `signal`: expected an AbortSignal');
+    return { ...emptyResult(config.dryRun), status: 'failed', errors: [toEntry('', err)], durationMs: elapsed(started) };
+  }
   if (!config.enabled && !config.force) {
     createLog('cleanup', null, null).info('Cleanup disabled by the environment (set NODE_ENV=production or ENABLE_UPLOAD_SYNC=true, or pass force)');
     return { ...emptyResult(config.dryRun), status: 'disabled', durationMs: elapsed(started) };
   }
-  return new CleanupRun(config).run();
+  return new CleanupRun(config, signal).run();
 }
 
 function emptyResult(dryRun: boolean): CleanupResult {
@@ -76,7 +81,10 @@ class CleanupRun {
   private source: Listing | null = null;
   private sourceId = '';
 
-  constructor(private readonly config: CleanupConfig) {
+  constructor(
+    private readonly config: CleanupConfig,
+    private readonly signal: AbortSignal | undefined,
+  ) {
     this.result = emptyResult(config.dryRun);
     this.log = createLog('cleanup', config.logFile, config.logger);
     const now = Date.now();
@@ -97,26 +105,37 @@ class CleanupRun {
       // Refuse before anything else: the lock, the walk of a big mirror.
       if (config.orphansOnly) await this.checkSource();
       if (await this.checkDest()) {
+        const { signal } = this;
+        this.stopIfAborted();
         if (!config.dryRun) {
           release = await acquireLock(config.lockDir, config.dest, config.lockTimeoutMs, {
+            signal,
             onCompromised: (err) => log.warn(`Cleanup lock taken over by another process (${err.message}); finishing this run`),
           });
         }
-        const dest = await walk(config.dest, '', { extensions: config.extensions, temps: true });
+        const dest = await walk(config.dest, '', { extensions: config.extensions, temps: true, signal });
         for (const e of dest.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
         if (config.orphansOnly) await this.listSource();
+        // A walk cut short by an abort is a partial listing: a source file left out of it would look orphaned.
+        this.stopIfAborted();
         await this.removeFiles(this.plan(dest));
-        await this.removeEmptyFolders(dest);
+        // Stopped: the folders this run emptied are left for the next one (cheap, and "stop" means stop).
+        if (!signal?.aborted) await this.removeEmptyFolders(dest);
       } else {
         log.info(`Nothing to clean: dest ${config.dest} does not exist`);
       }
     } catch (err) {
-      this.fatal = true;
+      // An abort is not a failure of the run: what was removed before it counts (partial).
+      if (errorCode(err) !== 'ERR_ABORTED') this.fatal = true;
       this.fail('', err);
     } finally {
       await release?.().catch((err) => log.warn(`Could not release the cleanup lock: ${errorMessage(err)}`));
     }
     return this.finish();
+  }
+
+  private stopIfAborted(): void {
+    if (this.signal?.aborted) throw new UploadSyncError('ERR_ABORTED', 'Cleanup aborted; nothing more was removed');
   }
 
   private fail(path: string, err: unknown): void {
@@ -129,6 +148,9 @@ class CleanupRun {
 
   private async finish(): Promise<CleanupResult> {
     const r = this.result;
+    if (this.signal?.aborted && !r.errors.some((e) => e.code === 'ERR_ABORTED')) {
+      r.errors.push({ path: '', code: 'ERR_ABORTED', message: 'Cleanup aborted; what was not yet removed is left for the next run' });
+    }
     r.removed.sort();
     r.errors.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     r.status = r.errors.length === 0 ? 'ok' : this.fatal || this.handled === 0 ? 'failed' : 'partial';
@@ -220,6 +242,10 @@ class CleanupRun {
     const { maxDelete, dryRun } = this.config;
     let i = 0;
     for (; i < candidates.length; i++) {
+      if (this.signal?.aborted) {
+        this.result.kept += candidates.length - i; // left in place for the next run
+        return;
+      }
       const c = candidates[i]!;
       // The source folder must still be the one listed: one unmounted mid-run makes everything look orphaned.
       if (c.kind === 'orphan' && (await this.sourceIdentity()) !== this.sourceId) this.refuseSource('changed during the cleanup');

@@ -3,8 +3,10 @@ import { resolveCleanupConfig, type CleanupConfig } from '../config/config.js';
 import { formatBytes } from '../shared/log.js';
 import type { CleanupOptions, CleanupResult } from '../shared/options.js';
 import { printHints } from './hints.js';
+import { interruptedExitCode, onInterrupt } from './interrupt.js';
 import {
   COMMON_HELP,
+  LEFT,
   PATH_OPTIONS,
   STATUS_LABEL,
   UsageError,
@@ -13,6 +15,7 @@ import {
   listFiles,
   pathOptions,
   printErrors,
+  realErrors,
   showPath,
   type Command,
   type Values,
@@ -28,6 +31,8 @@ Refuses (exit 1, ERR_SOURCE_EMPTY) when the source is missing or holds no file t
 synced: an unmounted disk must not empty the mirror. Symlinks are never followed, files the
 extension filter (UPLOAD_SYNC_EXTENSIONS) excludes are never touched, and it waits for a
 running sync (the same lock). A cleanup run by hand always runs, like sync.
+SIGINT or SIGTERM stops it before the next removal; the summary line says what was removed
+("Stopped by SIGTERM: ..."), and it exits 130 (SIGINT) or 143 (SIGTERM).
 
   --older-than DAYS  minimum age, by modification time (default: UPLOAD_SYNC_CLEANUP_DAYS, else 30)
   --all              every file that old, in the source or not (the old find -mtime +30 -delete:
@@ -57,11 +62,18 @@ Examples:
     const options = cleanupOptions(values, Boolean(values['dry-run']));
     // Resolve first, so a configuration error is exit 2 with its message, before any work.
     const config = resolveCleanupConfig(options);
-    const result = await cleanupOld(options);
-    if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    else printCleanupSummary(config, result, Boolean(values.verbose));
-    await printHints(config, result.errors);
-    return exitCodeOf(result);
+    const interrupt = onInterrupt((line) => process.stderr.write(`upload-sync: ${line}\n`));
+    try {
+      const result = await cleanupOld({ ...options, signal: interrupt.signal });
+      const stopped = interrupt.received;
+      if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      else printCleanupSummary(config, result, Boolean(values.verbose), stopped);
+      if (values.json && stopped !== null) process.stderr.write(`upload-sync: ${cleanupStoppedLine(stopped, result)}\n`);
+      await printHints(config, result.errors);
+      return stopped !== null ? interruptedExitCode(stopped) : exitCodeOf(result);
+    } finally {
+      interrupt.dispose();
+    }
   },
 };
 
@@ -82,23 +94,37 @@ export function cleanupOptions(values: Values, dryRun: boolean): CleanupOptions 
   return options;
 }
 
-/** Like the sync summary: a header and the files on a terminal, one line elsewhere. */
-export function printCleanupSummary(config: CleanupConfig, r: CleanupResult, verbose: boolean): void {
+const files = (n: number) => `${n} file${n === 1 ? '' : 's'}`;
+
+/** What a cleanup did: `removed 3 files (1.2 MB), 40 kept, 1 over the cap, 1 error`. */
+function cleanupParts(r: CleanupResult): string[] {
+  const overCap = r.errors.filter((e) => e.code === 'ERR_MAX_DELETE').length;
+  const others = realErrors(r.errors).filter((e) => e.code !== 'ERR_MAX_DELETE').length;
+  return [
+    r.removed.length === 0 ? 'nothing to remove' : `${r.dryRun ? 'would remove' : 'removed'} ${files(r.removed.length)} (${formatBytes(r.bytesFreed)})`,
+    `${r.kept} kept`,
+    overCap > 0 ? `${overCap} over the cap` : '',
+    others > 0 ? `${others} error${others === 1 ? '' : 's'}` : '',
+  ].filter(Boolean);
+}
+
+/** `stopped by SIGTERM: removed 120 files (…), 30 kept; the rest is left for the next run` (stderr, with --json). */
+export function cleanupStoppedLine(name: NodeJS.Signals, r: CleanupResult): string {
+  return `stopped by ${name}: cleanup ${cleanupParts(r).join(', ')} in ${formatDuration(r.durationMs)}; ${LEFT}`;
+}
+
+/** Like the sync summary: a header and the files on a terminal, one line elsewhere; `Stopped by SIGTERM` for a stopped run. */
+export function printCleanupSummary(config: CleanupConfig, r: CleanupResult, verbose: boolean, stopped: NodeJS.Signals | null = null): void {
   const tty = Boolean(process.stdout.isTTY);
   const out: string[] = [];
   const what = `${showPath(config.dest)} (${config.orphansOnly ? 'orphans' : 'every file'} older than ${config.olderThanDays} day${config.olderThanDays === 1 ? '' : 's'})`;
   if (tty) out.push(`${r.dryRun ? 'Would clean' : 'Cleaned'} ${what}`);
   if (tty || verbose) out.push(...listFiles('-', r.removed, verbose));
-  const files = (n: number) => `${n} file${n === 1 ? '' : 's'}`;
   const overCap = r.errors.filter((e) => e.code === 'ERR_MAX_DELETE');
-  const others = r.errors.filter((e) => e.code !== 'ERR_MAX_DELETE');
-  const parts = [
-    r.removed.length === 0 ? 'nothing to remove' : `${r.dryRun ? 'would remove' : 'removed'} ${files(r.removed.length)} (${formatBytes(r.bytesFreed)})`,
-    `${r.kept} kept`,
-    overCap.length > 0 ? `${overCap.length} over the cap` : '',
-    others.length > 0 ? `${others.length} error${others.length === 1 ? '' : 's'}` : '',
-  ].filter(Boolean);
-  out.push(`${STATUS_LABEL[r.status]}${r.dryRun ? ' (dry run)' : ''}: ${tty ? '' : `cleanup of ${what}: `}${parts.join(', ')} in ${formatDuration(r.durationMs)}`);
+  const others = realErrors(r.errors).filter((e) => e.code !== 'ERR_MAX_DELETE');
+  const label = stopped !== null ? `Stopped by ${stopped}` : STATUS_LABEL[r.status];
+  const rest = stopped !== null ? `; ${LEFT}` : '';
+  out.push(`${label}${r.dryRun ? ' (dry run)' : ''}: ${tty ? '' : `cleanup of ${what}: `}${cleanupParts(r).join(', ')} in ${formatDuration(r.durationMs)}${rest}`);
   process.stdout.write(`${out.join('\n')}\n`);
   printErrors(others);
   if (overCap.length > 0) {

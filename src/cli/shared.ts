@@ -3,7 +3,10 @@ import type { ParseArgsConfig } from 'node:util';
 import { oneLine } from '../shared/log.js';
 import type { CommonOptions } from '../shared/options.js';
 
-/** Exit codes of DESIGN.md: 0 done (or disabled), 1 the run failed in part or whole, 2 usage or configuration. */
+/**
+ * Exit codes of DESIGN.md: 0 done (or disabled), 1 the run failed in part or whole, 2 usage or
+ * configuration. A run stopped by a signal exits 128 + its number (interrupt.ts).
+ */
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
@@ -68,6 +71,14 @@ export function listFiles(mark: string, paths: readonly string[], verbose: boole
   if (shown.length < paths.length) lines.push(`  ${mark} … and ${paths.length - shown.length} more (--verbose lists all)`);
   return lines;
 }
+
+/** The error entries but the `ERR_ABORTED` of a run stopped on purpose (its summary line says so). */
+export function realErrors<E extends { code: string }>(errors: readonly E[]): E[] {
+  return errors.filter((e) => e.code !== 'ERR_ABORTED');
+}
+
+/** The end of a stopped run's line. */
+export const LEFT = 'the rest is left for the next run';
 
 /** One stderr line per error entry. */
 export function printErrors(errors: readonly { path: string; code: string; message: string }[]): void {

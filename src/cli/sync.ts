@@ -1,13 +1,15 @@
 import { cleanupOld } from '../cleanup/cleanup.js';
-import { resolveCleanupConfig, resolveSyncConfig, type PathsConfig } from '../config/config.js';
+import { resolveCleanupConfig, resolveSyncConfig, type CleanupConfig, type PathsConfig, type SyncConfig } from '../config/config.js';
 import { formatBytes } from '../shared/log.js';
-import type { SyncOptions, SyncResult } from '../shared/options.js';
+import type { CleanupOptions, SyncOptions, SyncResult } from '../shared/options.js';
 import { syncUploads } from '../engine/sync.js';
-import { cleanupOptions, printCleanupSummary } from './cleanup.js';
+import { cleanupOptions, cleanupStoppedLine, printCleanupSummary } from './cleanup.js';
 import { printHints } from './hints.js';
-import { createProgressLine } from './progress.js';
+import { interruptedExitCode, onInterrupt, type Interrupt } from './interrupt.js';
+import { createProgressLine, type ProgressLine } from './progress.js';
 import {
   COMMON_HELP,
+  LEFT,
   PATH_OPTIONS,
   STATUS_LABEL,
   exitCodeOf,
@@ -15,6 +17,7 @@ import {
   listFiles,
   pathOptions,
   printErrors,
+  realErrors,
   showPath,
   type Command,
   type Values,
@@ -27,6 +30,9 @@ export const sync: Command = {
 Mirrors source into dest: copies new and changed files atomically, keeps the rest.
 A sync run by hand always runs, even when the environment disables automatic sync.
 On a terminal a long sync shows its progress; otherwise it prints one summary line.
+SIGINT (Ctrl-C) or SIGTERM stops it cleanly: the copies in flight finish, nothing new starts,
+no temp file is left, the summary line says what was done ("Stopped by SIGTERM: ... copied
+120 files ..."), and it exits 130 (SIGINT) or 143 (SIGTERM). A second signal stops it at once.
 
   --file PATH      sync only this path (repeatable); relative to source, or absolute inside it
   --delete         also remove from dest what is gone from source
@@ -86,60 +92,103 @@ async function runSync(values: Values, dryRun: boolean): Promise<number> {
   const cleanupConfig = cleanup ? resolveCleanupConfig(cleanup) : null;
   const progress = !values.json && process.stderr.isTTY ? createProgressLine(process.stderr) : null;
   if (progress) options.onProgress = progress.update;
+  const interrupt = onInterrupt((line) => {
+    progress?.done();
+    process.stderr.write(`upload-sync: ${line}\n`);
+  });
+  options.signal = interrupt.signal;
+  try {
+    return await syncThenCleanup(values, options, config, cleanup, cleanupConfig, interrupt, progress);
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+async function syncThenCleanup(
+  values: Values,
+  options: SyncOptions,
+  config: SyncConfig,
+  cleanup: CleanupOptions | null,
+  cleanupConfig: CleanupConfig | null,
+  interrupt: Interrupt,
+  progress: ProgressLine | null,
+): Promise<number> {
+  const verbose = Boolean(values.verbose);
   let result: SyncResult;
   try {
     result = await syncUploads(options);
   } finally {
     progress?.done();
   }
-  if (!cleanup) {
-    if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    else printSummary(config, result, Boolean(values.verbose));
+  const stopped = interrupt.received;
+  if (!cleanup || stopped !== null) {
+    if (values.json) process.stdout.write(`${JSON.stringify(cleanup ? { sync: result, cleanup: null } : result, null, 2)}\n`);
+    else printSummary(config, result, verbose, stopped);
+    if (stopped !== null) {
+      if (values.json) process.stderr.write(`upload-sync: ${stoppedLine(stopped, result)}\n`);
+      if (cleanup) process.stderr.write(`upload-sync: cleanup skipped: stopped by ${stopped}\n`);
+    }
     await printHints(config, result.errors);
-    return exitCodeOf(result);
+    return stopped !== null ? interruptedExitCode(stopped) : exitCodeOf(result);
   }
   // sync --cleanup: the old script's flag. A failed sync (source missing, lock) skips the cleanup.
-  if (!values.json) printSummary(config, result, Boolean(values.verbose));
+  if (!values.json) printSummary(config, result, verbose, null);
   await printHints(config, result.errors);
   if (result.status === 'failed') {
     if (values.json) process.stdout.write(`${JSON.stringify({ sync: result, cleanup: null }, null, 2)}\n`);
     else process.stderr.write('upload-sync: cleanup skipped: the sync failed\n');
     return exitCodeOf(result);
   }
-  const cleaned = await cleanupOld(cleanup);
+  const cleaned = await cleanupOld({ ...cleanup, signal: interrupt.signal });
+  const stoppedInCleanup = interrupt.received;
   if (values.json) process.stdout.write(`${JSON.stringify({ sync: result, cleanup: cleaned }, null, 2)}\n`);
-  else printCleanupSummary(cleanupConfig!, cleaned, Boolean(values.verbose));
+  else printCleanupSummary(cleanupConfig!, cleaned, verbose, stoppedInCleanup);
+  if (values.json && stoppedInCleanup !== null) process.stderr.write(`upload-sync: ${cleanupStoppedLine(stoppedInCleanup, cleaned)}\n`);
   await printHints(config, cleaned.errors);
+  if (stoppedInCleanup !== null) return interruptedExitCode(stoppedInCleanup);
   return Math.max(exitCodeOf(result), exitCodeOf(cleaned));
 }
 
-/**
- * On a terminal: a header, the first files of each list and a summary line. Off a terminal (PM2,
- * cron, a pipe): one summary line, preceded by every file with --verbose.
- */
-function printSummary(config: PathsConfig, r: SyncResult, verbose: boolean): void {
-  const out: string[] = [];
-  const tty = Boolean(process.stdout.isTTY);
-  const paths = `${showPath(config.source)} -> ${showPath(config.dest)}`;
-  if (tty) out.push(`${r.dryRun ? 'Would sync' : 'Synced'} ${paths}`);
-  const list = (mark: string, files: string[]) => {
-    if (!tty && !verbose) return;
-    out.push(...listFiles(mark, files, verbose));
-  };
-  list('+', r.copied);
-  list('~', r.updated);
-  list('-', r.deleted);
-  const files = (n: number) => `${n} file${n === 1 ? '' : 's'}`;
+const files = (n: number) => `${n} file${n === 1 ? '' : 's'}`;
+
+/** What a sync did, for its summary line: `copied 3 files (1.2 MB), deleted 1 file, 40 unchanged, 1 error`. */
+function syncParts(r: SyncResult): string[] {
   const copied = r.copied.length + r.updated.length;
-  const parts = [
+  const errors = realErrors(r.errors).length;
+  return [
     copied === 0 ? 'nothing to copy' : `${r.dryRun ? 'would copy' : 'copied'} ${files(copied)} (${formatBytes(r.bytes)})`,
     r.updated.length > 0 ? `${r.updated.length} of them updated` : '',
     r.deleted.length > 0 ? `${r.dryRun ? 'would delete' : 'deleted'} ${files(r.deleted.length)}` : '',
     `${r.unchanged} unchanged`,
-    r.errors.length > 0 ? `${r.errors.length} error${r.errors.length === 1 ? '' : 's'}` : '',
+    errors > 0 ? `${errors} error${errors === 1 ? '' : 's'}` : '',
   ].filter(Boolean);
-  const label = STATUS_LABEL[r.status];
-  out.push(`${label}${r.dryRun ? ' (dry run)' : ''}: ${tty ? '' : `${paths}: `}${parts.join(', ')} in ${formatDuration(r.durationMs)}`);
+}
+
+/** `stopped by SIGTERM: copied 120 files (…), 300 unchanged; the rest is left for the next run` (stderr, with --json). */
+export function stoppedLine(name: NodeJS.Signals, r: SyncResult): string {
+  return `stopped by ${name}: ${syncParts(r).join(', ')} in ${formatDuration(r.durationMs)}; ${LEFT}`;
+}
+
+/**
+ * On a terminal: a header, the first files of each list and a summary line. Off a terminal (PM2,
+ * cron, a pipe): one summary line, preceded by every file with --verbose. A run stopped by a signal
+ * says so in place of its status: `Stopped by SIGTERM: … copied 120 files …; the rest is left for the next run`.
+ */
+function printSummary(config: PathsConfig, r: SyncResult, verbose: boolean, stopped: NodeJS.Signals | null): void {
+  const out: string[] = [];
+  const tty = Boolean(process.stdout.isTTY);
+  const paths = `${showPath(config.source)} -> ${showPath(config.dest)}`;
+  if (tty) out.push(`${r.dryRun ? 'Would sync' : 'Synced'} ${paths}`);
+  const list = (mark: string, names: string[]) => {
+    if (!tty && !verbose) return;
+    out.push(...listFiles(mark, names, verbose));
+  };
+  list('+', r.copied);
+  list('~', r.updated);
+  list('-', r.deleted);
+  const label = stopped !== null ? `Stopped by ${stopped}` : STATUS_LABEL[r.status];
+  const rest = stopped !== null ? `; ${LEFT}` : '';
+  out.push(`${label}${r.dryRun ? ' (dry run)' : ''}: ${tty ? '' : `${paths}: `}${syncParts(r).join(', ')} in ${formatDuration(r.durationMs)}${rest}`);
   process.stdout.write(`${out.join('\n')}\n`);
-  printErrors(r.errors);
+  printErrors(realErrors(r.errors));
 }

@@ -138,6 +138,11 @@ export interface CleanupOptions extends CommonOptions {
   dryRun?: boolean;
   /** Remove at most this many files in one run. @default env `UPLOAD_SYNC_MAX_DELETE`, else no cap */
   maxDelete?: number;
+  /**
+   * Stops the run: no file is removed after the abort (the one being removed finishes, a file
+   * removal is one call); the run resolves with what was done and an `ERR_ABORTED` error entry.
+   */
+  signal?: AbortSignal;
 }
 
 /** Everything `resolveConfig` accepts. */
