@@ -362,6 +362,32 @@ describe('configuration, enable rule, lock', () => {
     expect((await clean()).removed).toEqual(['old.mp3']);
   });
 
+  test('signal: an aborted run removes nothing more (ERR_ABORTED, not fatal); a lock wait ends on abort; a non-signal is ERR_CONFIG', async () => {
+    await writeTree(p.source, { 'keep.mp3': 'x' });
+    await writeAged(p.dest, { 'old.mp3': 400, 'older.mp3': 500 });
+    const aborted = AbortSignal.abort();
+    const r = await clean({ signal: aborted });
+    expect(r).toMatchObject({ status: 'failed', removed: [], errors: [expect.objectContaining({ path: '', code: 'ERR_ABORTED' })] });
+    expect(await readTree(p.dest)).toEqual({ 'old.mp3': 'content of old.mp3', 'older.mp3': 'content of older.mp3' });
+
+    // Aborted while it waits for the lock: it stops waiting then, long before lockTimeoutMs.
+    const release = await acquireLock(lockDir(), p.dest, 1000, { onCompromised: () => {} });
+    const controller = new AbortController();
+    try {
+      const started = Date.now();
+      const waiting = clean({ signal: controller.signal, lockTimeoutMs: 20_000 });
+      setTimeout(() => controller.abort(), 50);
+      const w = await waiting;
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(w).toMatchObject({ status: 'failed', removed: [], errors: [expect.objectContaining({ code: 'ERR_ABORTED' })] });
+    } finally {
+      await release();
+    }
+
+    expect((await clean({ signal: 'stop' as never })).errors[0]).toMatchObject({ code: 'ERR_CONFIG', message: expect.stringContaining('signal') });
+    expect((await clean({ signal: new AbortController().signal })).removed).toEqual(['old.mp3', 'older.mp3']);
+  });
+
   test('after a sync with the same settings, cleanup removes nothing the sync just copied', async () => {
     await writeAged(p.source, { 'a.mp3': 400, 'b/c.mp3': 400 });
     expect((await syncUploads({ source: p.source, dest: p.dest, force: true, lockDir: lockDir() })).copied).toEqual(['a.mp3', 'b/c.mp3']);
