@@ -2,11 +2,16 @@
 // importing it never loads chokidar.
 export { createUploadsRoute } from './next/route.js';
 export { saveUpload } from './next/save.js';
+export { saveMultipart } from './next/multipart.js';
+export type { MultipartRequest } from './next/multipart.js';
 export { UploadSyncError } from './shared/errors.js';
 export type { UploadSyncErrorCode } from './shared/errors.js';
 export type {
   SavedUpload,
   SaveUploadOptions,
+  SaveMultipartOptions,
+  SavedMultipart,
+  SavedPart,
   SyncResult,
   UploadInput,
   UploadsRoute,

@@ -46,6 +46,8 @@ export interface SyncConfig extends RunConfig {
   readonly fileMode: number | null;
   readonly dirMode: number | null;
   readonly concurrency: number;
+  /** fsync each published file before its rename and its folder after. */
+  readonly fsync: boolean;
 }
 
 /** What `createWatcher` reads: its timings, and the sync settings of the runs it starts. */
@@ -158,6 +160,7 @@ function syncOf(s: Settings): SyncConfig {
     fileMode: s.get('fileMode', 'UPLOAD_SYNC_FILE_MODE', parseMode, null),
     dirMode: s.get('dirMode', 'UPLOAD_SYNC_DIR_MODE', parseMode, null),
     concurrency: s.get('concurrency', undefined, int({ min: 1, max: 256 }), DEFAULTS.concurrency),
+    fsync: s.get('fsync', 'UPLOAD_SYNC_FSYNC', parseBoolean, false),
   };
 }
 

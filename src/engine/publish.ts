@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, futimesSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fsyncSync, futimesSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { chmod, copyFile, link, open, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -72,6 +72,8 @@ export interface PublishOptions {
   fileMode: number | null;
   /** What the source looked like when the run decided to copy it. */
   expected: FileInfo;
+  /** fsync the temp file before its rename and the folder after (the sync option `fsync`). */
+  fsync?: boolean;
 }
 
 /** How many times a file that changes while it is copied is tried again before it is reported. */
@@ -145,12 +147,13 @@ async function writeAll(handle: FileHandle, buffer: Buffer, length: number, posi
  * truncates first, which makes ext4 flush the file at close (PERF-NOTES.md).
  * @returns the bytes copied (another count than `expected.size` means the source changed).
  */
-async function copyBytes(src: string, tmp: string, expected: FileInfo, mode: number): Promise<number> {
+async function copyBytes(src: string, tmp: string, expected: FileInfo, mode: number, fsync: boolean): Promise<number> {
   if (!reflinkUnsupported) {
     try {
       await copyFile(src, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE_FORCE);
       await chmod(tmp, mode);
       await utimes(tmp, timeArg(expected.atimeMs), timeArg(expected.mtimeMs));
+      if (fsync) await syncPath(tmp);
       return expected.size;
     } catch (err) {
       if (!NO_REFLINK.has(errorCode(err))) throw err;
@@ -158,7 +161,7 @@ async function copyBytes(src: string, tmp: string, expected: FileInfo, mode: num
       await removeQuietly(tmp);
     }
   }
-  if (expected.size <= SMALL) return copySmallSync(src, tmp, expected, mode);
+  if (expected.size <= SMALL) return copySmallSync(src, tmp, expected, mode, fsync);
   const input = await open(src, 'r');
   try {
     const output = await open(tmp, 'wx', expected.mode & 0o777);
@@ -175,6 +178,7 @@ async function copyBytes(src: string, tmp: string, expected: FileInfo, mode: num
       }
       await output.chmod(mode); // open() applied the umask
       await output.utimes(timeArg(expected.atimeMs), timeArg(expected.mtimeMs)); // after the last write
+      if (fsync) await output.sync();
       return copied;
     } finally {
       await output.close();
@@ -203,7 +207,7 @@ function smallBuffer(): Buffer {
  * for the thousands of small files of an initial copy, this is most of the time; a 256 KiB read
  * and write blocks the event loop well under a millisecond.
  */
-function copySmallSync(src: string, tmp: string, expected: FileInfo, mode: number): number {
+function copySmallSync(src: string, tmp: string, expected: FileInfo, mode: number, fsync = false): number {
   const input = openSync(src, 'r');
   try {
     const output = openSync(tmp, 'wx', expected.mode & 0o777);
@@ -213,6 +217,7 @@ function copySmallSync(src: string, tmp: string, expected: FileInfo, mode: numbe
       writeAllSync(output, buffer, bytesRead, 0, tmp);
       fchmodSync(output, mode);
       futimesSync(output, timeArg(expected.atimeMs), timeArg(expected.mtimeMs));
+      if (fsync) fsyncSync(output);
       return bytesRead;
     } finally {
       closeSync(output);
@@ -236,6 +241,7 @@ export async function publish(src: string, target: string, opts: PublishOptions)
     try {
       await link(src, tmp);
       await rename(tmp, target);
+      if (opts.fsync === true) await syncPath(dirname(target));
       return { method: 'link', info: opts.expected };
     } catch (err) {
       if (isGone(err) && !(await exists(src))) throw new SourceGone(src);
@@ -255,7 +261,7 @@ export async function publish(src: string, target: string, opts: PublishOptions)
       let after: { size: number; mtimeMs: number };
       try {
         // The source's mode (or `fileMode`) and times are set on the temp file before it is published.
-        copied = await copyBytes(src, tmp, expected, opts.fileMode ?? expected.mode);
+        copied = await copyBytes(src, tmp, expected, opts.fileMode ?? expected.mode, opts.fsync === true);
         after = expected.size <= SMALL ? statSync(src) : await stat(src);
       } catch (err) {
         if (isGone(err) && !(await exists(src))) throw new SourceGone(src);
@@ -279,6 +285,7 @@ export async function publish(src: string, target: string, opts: PublishOptions)
       if (expected.size <= SMALL) renameSync(tmp, target);
       else await rename(tmp, target);
       published = true;
+      if (opts.fsync === true) await syncPath(dirname(target));
       return { method: 'copy', info: expected };
     } finally {
       if (!published) await removeQuietly(tmp);
@@ -287,6 +294,25 @@ export async function publish(src: string, target: string, opts: PublishOptions)
 }
 
 const exists = (path: string) => stat(path).then(() => true, () => false);
+
+/** fsync of a file or folder by path (a folder: its entries, so a rename in it, reach the disk). */
+async function syncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function syncPathSync(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /**
  * The publish of a small file with synchronous calls only, no promise: most of an initial sync is
@@ -305,7 +331,7 @@ export function publishSmallSync(src: string, target: string, opts: PublishOptio
     let copied: number;
     let after: { size: number; mtimeMs: number };
     try {
-      copied = copySmallSync(src, tmp, expected, opts.fileMode ?? expected.mode);
+      copied = copySmallSync(src, tmp, expected, opts.fileMode ?? expected.mode, opts.fsync === true);
       after = statSync(src);
     } catch (err) {
       if (isGone(err) && statSync(src, { throwIfNoEntry: false }) === undefined) throw new SourceGone(src);
@@ -314,6 +340,7 @@ export function publishSmallSync(src: string, target: string, opts: PublishOptio
     if (copied !== expected.size || after.size !== expected.size || after.mtimeMs !== expected.mtimeMs) return false;
     renameSync(tmp, target);
     published = true;
+    if (opts.fsync === true) syncPathSync(dirname(target));
     return true;
   } finally {
     if (!published) {

@@ -1,16 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { link, mkdir, open, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resolveServeConfig, type ServeConfig } from '../config/config.js';
 import { AUDIO_EXTENSIONS } from '../config/parse.js';
 import { isInside } from '../config/paths.js';
-import { UploadSyncError, errorCode } from '../shared/errors.js';
+import { UploadSyncError } from '../shared/errors.js';
 import { isPartialName, matchesExtensions } from '../shared/filter.js';
 import { extensionForType, extensionOf, mediaTypeOf } from './mime.js';
 import type { SaveUploadOptions, SavedUpload, SyncOptions, UploadInput } from '../shared/options.js';
-import { tempPathFor } from '../engine/publish.js';
 import { DEFAULT_URL_PREFIX } from './route.js';
 import { syncUploads } from '../engine/sync.js';
+import { alreadyExists, exists, publishTemp, tooLarge, writeTemp } from './writer.js';
 
 /** Longest file name most filesystems take, in bytes. */
 const NAME_MAX = 255;
@@ -31,7 +31,44 @@ const NAME_MAX = 255;
  *   is left behind. A failed sync is not thrown: it is in the result's `sync`.
  */
 export async function saveUpload(file: UploadInput, options: SaveUploadOptions = {}): Promise<SavedUpload> {
-  if (options === null || typeof options !== 'object') throw configError('options', 'an options object', options);
+  const ctx = prepareUpload(options, 'saveUpload');
+  const input = describeInput(file);
+  const fileName = options.name !== undefined ? checkName(options.name, 'name') : randomName(options.originalName ?? input.name, input.type);
+  const rel = ctx.relOf(fileName);
+  checkType(fileName, ctx.config, ctx.allowed);
+  if (input.size !== undefined && input.size > ctx.maxBytes) throw tooLarge(ctx.maxBytes, input.size);
+
+  await ctx.openFolder();
+  const target = join(ctx.dir, fileName);
+  if (!ctx.overwrite && (await exists(target))) throw alreadyExists(rel, target);
+
+  const written = await writeTemp(input.chunks(), target, { maxBytes: ctx.maxBytes, signal: options.signal, fsync: ctx.fsync });
+  await publishTemp(written, { overwrite: ctx.overwrite, rel, fsync: ctx.fsync });
+  const sync = options.sync === false ? null : await syncUploads({ ...pickSyncOptions(options), files: [rel] });
+  return { name: rel, path: target, url: ctx.urlOf(rel), size: written.size, sync };
+}
+
+/** What every upload (one file or a multipart request) checks and resolves before its first byte. */
+export interface UploadContext {
+  config: ServeConfig;
+  maxBytes: number;
+  allowed: AllowedTypes | null;
+  overwrite: boolean;
+  fsync: boolean;
+  /** The folder the files go into (inside the source). */
+  dir: string;
+  relOf(fileName: string): string;
+  urlOf(rel: string): string;
+  /** Makes the folder if missing and refuses one that resolves outside the source (`ERR_OUTSIDE`). */
+  openFolder(): Promise<void>;
+}
+
+/**
+ * Validates and resolves the options `saveUpload` and `saveMultipart` share.
+ * @throws UploadSyncError `ERR_CONFIG`
+ */
+export function prepareUpload(options: SaveUploadOptions, fn: string): UploadContext {
+  if (options === null || typeof options !== 'object') throw configError('options', 'an options object', options, fn);
   // Only the paths and the filter: a bad sync, watcher or cleanup setting must not refuse the upload
   // (the upload is saved; its sync result then says what is wrong).
   const config = resolveServeConfig(pickSyncOptions(options));
@@ -39,31 +76,30 @@ export async function saveUpload(file: UploadInput, options: SaveUploadOptions =
   const allowed = parseAllowedTypes(options.allowedTypes);
   const urlPrefix = checkUrlPrefix(options.urlPrefix);
   const folder = options.folder === undefined || options.folder === '' ? [] : checkFolder(options.folder);
-  const input = describeInput(file);
-
-  const fileName = options.name !== undefined ? checkName(options.name, 'name') : randomName(options.originalName ?? input.name, input.type);
-  const rel = [...folder, fileName].join('/');
-  checkType(fileName, config, allowed);
-  if (input.size !== undefined && input.size > maxBytes) throw tooLarge(maxBytes, input.size);
-
+  if (options.fsync !== undefined && typeof options.fsync !== 'boolean') throw configError('fsync', 'true or false', options.fsync, fn);
   const dir = join(config.source, ...folder);
-  await mkdir(dir, { recursive: true });
-  // A folder given by the caller may already exist as a symlink leading out of the source.
-  const [sourceReal, dirReal] = await Promise.all([realpath(config.source), realpath(dir)]);
-  if (dirReal !== sourceReal && !isInside(dirReal, sourceReal)) {
-    throw new UploadSyncError('ERR_OUTSIDE', `Upload folder ${folder.join('/')} resolves to ${dirReal}, outside the source folder ${config.source}`, { path: dir });
-  }
-  const target = join(dir, fileName);
-  const overwrite = options.overwrite === true;
-  if (!overwrite && (await exists(target))) throw alreadyExists(rel, target);
-
-  const size = await writeAtomically(input.chunks(), target, { maxBytes, overwrite, rel, signal: options.signal });
-  const sync = options.sync === false ? null : await syncUploads({ ...pickSyncOptions(options), files: [rel] });
-  return { name: rel, path: target, url: `${urlPrefix}/${rel.split('/').map(encodeURIComponent).join('/')}`, size, sync };
+  return {
+    config,
+    maxBytes,
+    allowed,
+    overwrite: options.overwrite === true,
+    fsync: options.fsync !== false,
+    dir,
+    relOf: (fileName) => [...folder, fileName].join('/'),
+    urlOf: (rel) => `${urlPrefix}/${rel.split('/').map(encodeURIComponent).join('/')}`,
+    async openFolder() {
+      await mkdir(dir, { recursive: true });
+      // A folder given by the caller may already exist as a symlink leading out of the source.
+      const [sourceReal, dirReal] = await Promise.all([realpath(config.source), realpath(dir)]);
+      if (dirReal !== sourceReal && !isInside(dirReal, sourceReal)) {
+        throw new UploadSyncError('ERR_OUTSIDE', `Upload folder ${folder.join('/')} resolves to ${dirReal}, outside the source folder ${config.source}`, { path: dir });
+      }
+    },
+  };
 }
 
 /** The options `saveUpload` hands on to `resolveServeConfig` and `syncUploads`. */
-function pickSyncOptions(o: SaveUploadOptions): SyncOptions {
+export function pickSyncOptions(o: SaveUploadOptions): SyncOptions {
   const { root, source, dest, force, extensions, logger, logFile, lockDir, lockTimeoutMs, strategy, fileMode, dirMode } = o;
   return { root, source, dest, force, extensions, logger, logFile, lockDir, lockTimeoutMs, strategy, fileMode, dirMode };
 }
@@ -71,9 +107,9 @@ function pickSyncOptions(o: SaveUploadOptions): SyncOptions {
 // ---------------------------------------------------------------------------------------------
 // Names and types.
 
-function configError(name: string, expected: string, got: unknown): UploadSyncError {
+function configError(name: string, expected: string, got: unknown, fn = 'saveUpload'): UploadSyncError {
   const shown = typeof got === 'string' ? JSON.stringify(got) : typeof got === 'object' && got !== null ? Object.prototype.toString.call(got) : String(got);
-  return new UploadSyncError('ERR_CONFIG', `Invalid ${name === 'file' ? 'argument' : 'option'} \`${name}\` of saveUpload: expected ${expected}, got ${shown}`);
+  return new UploadSyncError('ERR_CONFIG', `Invalid ${name === 'file' || name === 'request' ? 'argument' : 'option'} \`${name}\` of ${fn}: expected ${expected}, got ${shown}`);
 }
 
 /**
@@ -103,14 +139,14 @@ function checkFolder(value: unknown): string[] {
 }
 
 /** A random id plus the original extension (or one the declared type implies), lower case. */
-function randomName(original: string | undefined, declaredType: string | undefined): string {
+export function randomName(original: string | undefined, declaredType: string | undefined): string {
   let ext = original === undefined ? '' : extensionOf(original);
   if (ext === '' && declaredType) ext = extensionForType(declaredType);
   // Only plain extensions survive; an odd one (`.mp3;.php`, spaces) is dropped, so it cannot shape the name.
   return /^[a-z0-9]{1,16}$/.test(ext) ? `${randomUUID()}.${ext}` : randomUUID();
 }
 
-interface AllowedTypes {
+export interface AllowedTypes {
   extensions: Set<string>;
   /** `audio/*` → `audio/`; `audio/mpeg` stays whole. */
   mediaTypes: string[];
@@ -144,7 +180,7 @@ export function parseAllowedTypes(value: unknown): AllowedTypes | null {
  * is judged by the final name's extension (through the same table the route serves with), never
  * by the type the client declared: the extension decides the `Content-Type` the file is served with.
  */
-function checkType(fileName: string, config: ServeConfig, allowed: AllowedTypes | null): void {
+export function checkType(fileName: string, config: ServeConfig, allowed: AllowedTypes | null): void {
   const ext = extensionOf(fileName);
   const shown = ext === '' ? 'a file without an extension' : `.${ext}`;
   if (isPartialName(fileName)) {
@@ -174,15 +210,8 @@ function checkUrlPrefix(value: unknown): string {
   throw configError('urlPrefix', 'a path starting with "/" such as "/uploads"', value);
 }
 
-function tooLarge(maxBytes: number, got?: number): UploadSyncError {
-  return new UploadSyncError('ERR_TOO_LARGE', `Upload too large: the limit (\`maxBytes\`) is ${maxBytes} bytes${got === undefined ? '' : `, got ${got}`}`);
-}
 
-function alreadyExists(rel: string, target: string): UploadSyncError {
-  return new UploadSyncError('ERR_EXISTS', `${rel} already exists in the uploads folder; pass \`overwrite: true\` to replace it`, { path: target });
-}
 
-const exists = (p: string) => stat(p).then(() => true, (err) => (errorCode(err) === 'ENOENT' ? false : Promise.reject(err)));
 
 // ---------------------------------------------------------------------------------------------
 // Input and writing.
@@ -233,56 +262,5 @@ async function* readStream(stream: ReadableStream<Uint8Array>): AsyncIterable<Ui
   } finally {
     if (!done) await reader.cancel().catch(() => undefined);
     reader.releaseLock();
-  }
-}
-
-/**
- * Streams `chunks` into a temp file beside `target` and publishes it: `rename` when `overwrite`,
- * else `link` (which fails if the name was taken meanwhile) then unlink of the temp name. The temp
- * file is removed on every failure.
- */
-async function writeAtomically(
-  chunks: AsyncIterable<Uint8Array>,
-  target: string,
-  { maxBytes, overwrite, rel, signal }: { maxBytes: number; overwrite: boolean; rel: string; signal: AbortSignal | undefined },
-): Promise<number> {
-  const tmp = tempPathFor(target);
-  let handle: FileHandle | undefined;
-  let size = 0;
-  const aborted = () => new UploadSyncError('ERR_ABORTED', 'Upload aborted; nothing was saved', { path: target });
-  try {
-    if (signal?.aborted) throw aborted();
-    handle = await open(tmp, 'wx');
-    for await (const chunk of chunks) {
-      if (signal?.aborted) throw aborted();
-      if (!(chunk instanceof Uint8Array)) throw configError('file', 'a stream of bytes (Uint8Array chunks)', chunk);
-      size += chunk.byteLength;
-      if (size > maxBytes) throw tooLarge(maxBytes);
-      for (let offset = 0; offset < chunk.byteLength; ) {
-        const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
-        offset += bytesWritten;
-      }
-    }
-    if (signal?.aborted) throw aborted();
-    await handle.close();
-    handle = undefined;
-    if (overwrite) {
-      await rename(tmp, target);
-    } else {
-      try {
-        await link(tmp, target);
-      } catch (err) {
-        if (errorCode(err) === 'EEXIST') throw alreadyExists(rel, target);
-        // No hard links on this filesystem: check, then rename (a race can replace a file here).
-        if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK'].includes(errorCode(err))) throw err;
-        if (await exists(target)) throw alreadyExists(rel, target);
-        await rename(tmp, target);
-      }
-    }
-    return size;
-  } finally {
-    await handle?.close().catch(() => undefined);
-    // After link() the temp name is a second name of the published file: always drop it.
-    await unlink(tmp).catch(() => undefined);
   }
 }

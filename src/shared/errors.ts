@@ -14,6 +14,10 @@ export type UploadSyncErrorCode =
   | 'ERR_INVALID_NAME'
   | 'ERR_EXISTS'
   | 'ERR_ABORTED'
+  | 'ERR_NOT_MULTIPART'
+  | 'ERR_MALFORMED'
+  | 'ERR_NO_FILE'
+  | 'ERR_LIMIT'
   | 'ELOCKED'
   | 'ERR_LOCK_COMPROMISED';
 

@@ -94,6 +94,13 @@ export interface SyncOptions extends CommonOptions {
   dirMode?: number | string;
   /** Files copied at once. @default 4 */
   concurrency?: number;
+  /**
+   * fsync each published file before its rename into place, and its folder after: the mirror then
+   * survives a power cut as it was at the end of the run. Off by default: the mirror can be rebuilt
+   * from the source (`upload-sync sync`), and an fsync per file slows a large sync.
+   * @default env `UPLOAD_SYNC_FSYNC`, else false
+   */
+  fsync?: boolean;
   /** Stops starting new copies; the run resolves with what was done and an `ERR_ABORTED` error entry. */
   signal?: AbortSignal;
   /**
@@ -279,6 +286,56 @@ export interface SaveUploadOptions
   sync?: boolean;
   /** Stops the upload (`ERR_ABORTED`, nothing kept): pass `request.signal`. */
   signal?: AbortSignal;
+  /**
+   * fsync the file before it gets its name and the folder after, so an upload that was answered
+   * survives a power cut or a kernel crash (the source holds the only copy). `false` trades that
+   * for speed, for scratch data. (The mirror's own fsync is the sync option `fsync`, off by default.)
+   * @default true
+   */
+  fsync?: boolean;
+}
+
+/**
+ * Options of `saveMultipart`: those of `saveUpload` (each file gets a random name from its
+ * part's file name, as `saveUpload` names a `File`), plus limits on the request's parts.
+ */
+export interface SaveMultipartOptions extends Omit<SaveUploadOptions, 'name' | 'originalName'> {
+  /**
+   * Largest request body in bytes (the files plus the multipart framing, a few hundred bytes a
+   * part): a `Content-Length` over it is refused before a byte is read; without one (chunked),
+   * the body is cut off as soon as it goes over. Either way `ERR_TOO_LARGE`, nothing kept.
+   * @default Infinity
+   */
+  maxBytes?: number;
+  /** Most file parts in one request; more: `ERR_LIMIT`, nothing kept. @default 10 */
+  maxFiles?: number;
+  /** Most non-file fields in one request; more: `ERR_LIMIT`. @default 100 */
+  maxFields?: number;
+  /** Longest non-file field value in bytes; longer: `ERR_LIMIT`. @default 65536 */
+  maxFieldBytes?: number;
+  /**
+   * Stops the upload (`ERR_ABORTED`, nothing kept), besides `request.signal`, which is always
+   * followed.
+   */
+  signal?: AbortSignal;
+}
+
+/** One file of a multipart request, saved. */
+export interface SavedPart extends SavedUpload {
+  /** The form field it came in (`file` for `<input type="file" name="file">`). */
+  field: string;
+  /** The file name the client sent (only its extension is used for the saved name). */
+  originalName: string | undefined;
+}
+
+/** What `saveMultipart` saved. */
+export interface SavedMultipart {
+  /** The request's files, in the order they came, each with the same `sync` result. */
+  files: SavedPart[];
+  /** The request's other fields (text); a name sent twice keeps its last value. */
+  fields: Record<string, string>;
+  /** The one targeted sync of all the files; `null` with `sync: false`. */
+  sync: SyncResult | null;
 }
 
 /** A saved upload. */

@@ -1,20 +1,34 @@
-import { saveUpload, UploadSyncError } from 'upload-sync/next';
+import { saveMultipart, UploadSyncError } from 'upload-sync/next';
 
-/** HTTP status for each refusal of saveUpload. */
-const STATUS: Record<string, number> = { ERR_TOO_LARGE: 413, ERR_TYPE: 415, ERR_INVALID_NAME: 400, ERR_EXISTS: 409, ERR_ABORTED: 499 };
+/** The largest upload (the whole request body); keep nginx's `client_max_body_size` at least this. */
+const MAX_BYTES = 200_000_000;
 
-// POST multipart/form-data with the file in the field `file`; answers `{ url }`.
+/** HTTP status for each refusal of saveMultipart; anything else is a 500. */
+const STATUS: Record<string, number> = {
+  ERR_TOO_LARGE: 413, // Content-Length over MAX_BYTES (refused before reading), or the body went over
+  ERR_LIMIT: 413, // too many files or fields, a field too long
+  ERR_TYPE: 415, // not audio
+  ERR_NOT_MULTIPART: 415, // not multipart/form-data
+  ERR_MALFORMED: 400, // a body the parser refuses, or one cut short
+  ERR_NO_FILE: 400, // no file part
+  ERR_INVALID_NAME: 400,
+  ERR_EXISTS: 409,
+  ERR_ABORTED: 400, // the client went away: nobody reads this answer, and nothing was kept
+};
+
+// POST multipart/form-data with the file in the field `file`; answers `{ url, name, size, sync }`
+// (201), or `{ error, code }` with the status above. The body is streamed to disk as it arrives:
+// request.formData() would hold the whole upload in memory first.
 export async function POST(request: Request) {
-  const form = await request.formData();
-  const file = form.get('file');
-  if (!(file instanceof File)) return Response.json({ error: 'Send the file in the multipart field "file"' }, { status: 400 });
   try {
-    const saved = await saveUpload(file, { allowedTypes: 'audio', maxBytes: 200_000_000, signal: request.signal });
+    const { files } = await saveMultipart(request, { allowedTypes: 'audio', maxBytes: MAX_BYTES, maxFiles: 1 });
+    const saved = files[0]!;
     // The upload is saved even when the mirror could not be updated: log it, answer 201.
     if (saved.sync && saved.sync.status !== 'ok' && saved.sync.status !== 'disabled') console.warn('upload-sync:', saved.sync.errors);
     return Response.json({ url: saved.url, name: saved.name, size: saved.size, sync: saved.sync?.status ?? null }, { status: 201 });
   } catch (err) {
     if (err instanceof UploadSyncError && err.code in STATUS) return Response.json({ error: err.message, code: err.code }, { status: STATUS[err.code] });
-    throw err;
+    console.error('upload failed:', err);
+    return Response.json({ error: 'The upload failed on the server', code: err instanceof UploadSyncError ? err.code : 'ERR_INTERNAL' }, { status: 500 });
   }
 }

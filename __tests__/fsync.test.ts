@@ -1,0 +1,167 @@
+// Durability (issue 11, point 3): which fsync calls happen, seen by strace on a real process.
+// Uploads (saveUpload, saveMultipart: the built package) always fsync the file before it gets its
+// name and the folder after; the mirror's publish does the same only with the sync option `fsync`.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from '@jest/globals';
+import { transformFileSync } from '@swc/core';
+import { resolveConfig, resolveServeConfig, resolveSyncConfig } from '../src/config/config.js';
+import { UploadSyncError } from '../src/shared/errors.js';
+import { ROOT, cleanEnv, tempProject } from './helpers.js';
+
+let p: ReturnType<typeof tempProject>;
+beforeEach(() => {
+  p = tempProject('upload-sync-fsync-');
+});
+afterEach(async () => {
+  await p.cleanup();
+});
+
+/** Runs `node --input-type=module -e code` under strace; the trace lines (file calls and fsyncs, fds shown as paths). */
+async function traced(code: string): Promise<string[]> {
+  const log = join(p.root, 'strace.log');
+  const child = spawn('strace', ['-f', '-y', '-qq', '-o', log, '-e', 'trace=%file,fsync,fdatasync', process.execPath, '--input-type=module', '-e', code], {
+    env: cleanEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exitCode = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  if (exitCode !== 0) throw new Error(`traced script failed (${exitCode}):\n${err}`);
+  return (await readFile(log, 'utf8')).split('\n');
+}
+
+/**
+ * In `lines`: the publish of `target` (a rename or link of a temp file to it), and the fsyncs
+ * around it: of the temp file before, of the folder after.
+ */
+function around(lines: string[], target: string) {
+  const publishAt = lines.findIndex((l) => /\b(rename|renameat2?|link|linkat)\(/.test(l) && l.includes(`"${target}"`));
+  expect(publishAt).toBeGreaterThan(-1);
+  const tmp = /"([^"]*\.upload-sync-[^"]*\.tmp)"/.exec(lines[publishAt]!)![1]!;
+  const fsyncOf = (path: string) => (l: string) => /\bf(data)?sync\(/.test(l) && l.includes(`<${path}>`);
+  return {
+    tmpSyncedBefore: lines.slice(0, publishAt).some(fsyncOf(tmp)),
+    dirSyncedAfter: lines.slice(publishAt + 1).some(fsyncOf(dirname(target))),
+    anyFsync: lines.some((l) => /\bf(data)?sync\(/.test(l)),
+  };
+}
+
+describe('uploads fsync the file before its name and the folder after (built package)', () => {
+  const NEXT = JSON.stringify(join(ROOT, 'dist', 'next.js'));
+
+  test.each([true, false])('saveUpload, fsync: %s', async (fsync) => {
+    const opts = JSON.stringify({ root: p.root, name: 'song.mp3', sync: false, ...(fsync ? {} : { fsync: false }) });
+    const lines = await traced(`const { saveUpload } = await import(${NEXT}); await saveUpload(new Uint8Array(300000), ${opts});`);
+    const seen = around(lines, join(p.source, 'song.mp3'));
+    expect(seen).toEqual({ tmpSyncedBefore: fsync, dirSyncedAfter: fsync, anyFsync: fsync });
+  });
+
+  test('saveMultipart: each file before its link, the folder after', async () => {
+    const opts = JSON.stringify({ root: p.root, sync: false });
+    const code = `const { saveMultipart } = await import(${NEXT});
+      const form = new FormData();
+      form.append('a', new File([new Uint8Array(100000)], 'a.mp3'));
+      form.append('b', new File([new Uint8Array(10)], 'b.mp3'));
+      const r = new Request('http://x/', { method: 'POST', body: form });
+      await saveMultipart(r, ${opts});`;
+    const lines = await traced(code);
+    const names = readdirSync(p.source);
+    expect(names).toHaveLength(2);
+    for (const name of names) expect(around(lines, join(p.source, name))).toMatchObject({ tmpSyncedBefore: true, dirSyncedAfter: true });
+  });
+});
+
+describe('the mirror: publish fsyncs only with the option (src, transpiled, run under strace)', () => {
+  // The engine's publish is not exported from the package: transpile src/ (swc, as jest does) into
+  // a folder under node_modules (so its own imports resolve) and run it in a traced process.
+  const out = join(ROOT, 'node_modules', '.cache', `upload-sync-fsync-test-${process.pid}`);
+  beforeAll(() => {
+    const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+    for (const file of walk(join(ROOT, 'src')).filter((f) => f.endsWith('.ts'))) {
+      const { code } = transformFileSync(file, { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'es6' } });
+      const to = join(out, relative(join(ROOT, 'src'), file)).replace(/\.ts$/, '.js');
+      mkdirSync(dirname(to), { recursive: true });
+      writeFileSync(to, code);
+    }
+    writeFileSync(join(out, 'package.json'), '{"type":"module"}');
+  });
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  /** Publishes source files of these sizes into dest with the given options; the trace. */
+  async function publishTraced(sizes: number[], options: Record<string, unknown>): Promise<string[]> {
+    mkdirSync(p.source, { recursive: true });
+    mkdirSync(p.dest, { recursive: true });
+    for (const [i, size] of sizes.entries()) writeFileSync(join(p.source, `f${i}.mp3`), randomBytes(size));
+    const files = sizes.map((_, i) => {
+      const st = statSync(join(p.source, `f${i}.mp3`));
+      return { src: join(p.source, `f${i}.mp3`), target: join(p.dest, `f${i}.mp3`), expected: { size: st.size, mtimeMs: st.mtimeMs, atimeMs: st.atimeMs, mode: st.mode } };
+    });
+    const code = `const { publish, publishSmallSync } = await import(${JSON.stringify(join(out, 'engine', 'publish.js'))});
+      const opts = ${JSON.stringify(options)};
+      for (const f of ${JSON.stringify(files)}) {
+        // The run's order: the synchronous small-file path first, the async publish when it declines.
+        if (!publishSmallSync(f.src, f.target, { ...opts, expected: f.expected })) await publish(f.src, f.target, { ...opts, expected: f.expected });
+      }`;
+    return traced(code);
+  }
+
+  // A small file (the synchronous path, after the first copy found no reflink) and a large one (the streamed path).
+  const SIZES = [1000, 2000, 3 * 1024 * 1024];
+
+  test.each([true, false])('copy, fsync: %s', async (fsync) => {
+    const lines = await publishTraced(SIZES, { strategy: 'copy', fileMode: null, fsync });
+    for (const i of SIZES.keys()) {
+      expect([i, around(lines, join(p.dest, `f${i}.mp3`))]).toEqual([i, { tmpSyncedBefore: fsync, dirSyncedAfter: fsync, anyFsync: fsync }]);
+    }
+  });
+
+  test('copy, fsync not given (what a run passes today): no fsync', async () => {
+    const lines = await publishTraced(SIZES, { strategy: 'copy', fileMode: null });
+    expect(lines.filter((l) => /\bf(data)?sync\(/.test(l))).toEqual([]);
+  });
+
+  test('hardlink, fsync: the folder after the rename (the data is the source\'s own inode)', async () => {
+    const lines = await publishTraced([5000], { strategy: 'hardlink', fileMode: null, fsync: true });
+    expect(around(lines, join(p.dest, 'f0.mp3')).dirSyncedAfter).toBe(true);
+  });
+});
+
+describe('the option parses', () => {
+  const root = '/srv/app';
+  const code = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (err) {
+      return err instanceof UploadSyncError ? `${err.code}: ${err.message}` : String(err);
+    }
+    return 'no error';
+  };
+
+  test.each<[Record<string, unknown>, Record<string, string>, boolean]>([
+    [{}, {}, false],
+    [{}, { UPLOAD_SYNC_FSYNC: 'true' }, true],
+    [{}, { UPLOAD_SYNC_FSYNC: 'on' }, true],
+    [{}, { UPLOAD_SYNC_FSYNC: '0' }, false],
+    [{}, { UPLOAD_SYNC_FSYNC: '' }, false],
+    [{ fsync: true }, {}, true],
+    [{ fsync: false }, { UPLOAD_SYNC_FSYNC: 'yes' }, false],
+  ])('options %j, env %j: fsync %s', (options, env, expected) => {
+    expect(resolveSyncConfig(options, { UPLOAD_SYNC_ROOT: root, ...env }).fsync).toBe(expected);
+    expect(resolveConfig(options, { UPLOAD_SYNC_ROOT: root, ...env }).fsync).toBe(expected);
+  });
+
+  test.each<[Record<string, unknown>, Record<string, string>, string]>([
+    [{}, { UPLOAD_SYNC_FSYNC: 'sometimes' }, 'environment variable UPLOAD_SYNC_FSYNC: expected true or false (also 1/0, yes/no, on/off), got "sometimes"'],
+    [{ fsync: 'yes please' }, {}, 'option `fsync`: expected true or false'],
+  ])('a bad value is ERR_CONFIG naming it: %j %j', (options, env, message) => {
+    expect(code(() => resolveSyncConfig(options, { UPLOAD_SYNC_ROOT: root, ...env }))).toContain(`ERR_CONFIG: Invalid ${message}`);
+  });
+
+  test('a bad UPLOAD_SYNC_FSYNC does not break the route or the saving of uploads', () => {
+    expect(code(() => resolveServeConfig({}, { UPLOAD_SYNC_ROOT: root, UPLOAD_SYNC_FSYNC: 'sometimes' }))).toBe('no error');
+  });
+});
