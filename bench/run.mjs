@@ -2,7 +2,7 @@
 // `npm run bench`: upload-sync against rsync and cp, side by side in one run, medians and ratios
 // as a markdown table. Generates its trees in a temp folder, installs nothing, deletes all at the end.
 //
-//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait] [--small]
+//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync] [--small]
 //
 // --small shrinks every tree tenfold (a quick look; the committed table is a full run).
 // See ../shared/PERF-NOTES.md: on this disk, creating many files just after deleting many is slow,
@@ -13,6 +13,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { uploadFsync, uploadRss } from './uploads.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
@@ -22,7 +23,7 @@ const lib = join(repo, 'dist', 'index.js');
 const { values } = parseArgs({
   options: {
     reps: { type: 'string', default: '5' },
-    only: { type: 'string', default: 'copy,noop,upload,watch,rss,wait' },
+    only: { type: 'string', default: 'copy,noop,upload,watch,rss,wait,upload-rss,upload-fsync' },
     small: { type: 'boolean', default: false },
   },
 });
@@ -303,6 +304,8 @@ if (ONLY.has('rss')) {
   rssOfSync('C');
   rssOfSync('D');
 }
+if (ONLY.has('upload-rss')) await uploadRss(work, rows, { sizeMB: values.small ? 200 : 2048 });
+if (ONLY.has('upload-fsync')) uploadFsync(work, rows);
 if (mirrorsChecked > 0) console.error(`bench: ${mirrorsChecked} initial-copy mirrors counted, every one exact`);
 
 const versions = [
