@@ -2,7 +2,8 @@
 // `npm run bench`: upload-sync against rsync and cp, side by side in one run, medians and ratios
 // as a markdown table. Generates its trees in a temp folder, installs nothing, deletes all at the end.
 //
-//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync] [--small]
+//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync,upload-rss-next] [--small]
+//   (upload-rss-next is not in the default list: it installs the example app's dependencies and builds it)
 //
 // --small shrinks every tree tenfold (a quick look; the committed table is a full run).
 // See ../shared/PERF-NOTES.md: on this disk, creating many files just after deleting many is slow,
@@ -13,7 +14,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { uploadFsync, uploadRss } from './uploads.mjs';
+import { uploadFsync, uploadRss, uploadRssNext } from './uploads.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
@@ -305,6 +306,7 @@ if (ONLY.has('rss')) {
   rssOfSync('D');
 }
 if (ONLY.has('upload-rss')) await uploadRss(work, rows, { sizeMB: values.small ? 200 : 2048 });
+if (ONLY.has('upload-rss-next')) await uploadRssNext(work, rows, { sizeMB: values.small ? 200 : 2048 });
 if (ONLY.has('upload-fsync')) uploadFsync(work, rows);
 if (mirrorsChecked > 0) console.error(`bench: ${mirrorsChecked} initial-copy mirrors counted, every one exact`);
 

@@ -2,10 +2,13 @@
 //   upload-rss    RSS growth of a server receiving one 2 GB multipart upload through saveMultipart
 //                 (bench/upload-server.mjs: plain node:http turning the request into a web Request
 //                 as Next.js does, the built package; not the example app, whose build takes minutes)
+//   upload-rss-next  the same through examples/next-app built standalone (opt-in: it packs the
+//                 library, installs the app's dependencies from the npm cache and runs next build)
 //   upload-fsync  what the fsyncs of saveUpload cost: the same uploads with fsync on and off
 import { execFileSync, spawn } from 'node:child_process';
 import { request } from 'node:http';
-import { mkdirSync, rmSync, statfsSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -123,5 +126,63 @@ export function uploadFsync(work, rows, { count = 40 } = {}) {
     const label = size < MB ? `${size / 1024} KB` : `${size / MB} MB`;
     rows.push(`| saveUpload of ${label}, fsync on vs off (p50 / p99, ${count} each) | | on / off | ${fmt(times.on)} / ${fmt(times.off)} | ${(pct(times.on, 50) / pct(times.off, 50)).toFixed(1)}× |`);
     console.error(`  upload-fsync ${label}: on ${fmt(times.on)}, off ${fmt(times.off)}`);
+  }
+}
+
+/** RSS growth of the example app's standalone server (one Next worker) receiving one upload of `sizeMB`. */
+export async function uploadRssNext(work, rows, { sizeMB = 2048 } = {}) {
+  const repo = join(here, '..');
+  const base = join(work, 'upload-rss-next');
+  const app = join(base, 'app');
+  mkdirSync(base, { recursive: true });
+  const free = statfsSync(base);
+  if (free.bavail * free.bsize < (sizeMB + 2048) * MB) {
+    console.error(`  upload-rss-next: skipped, under ${sizeMB + 2048} MB free in ${base}`);
+    return;
+  }
+  const sh = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' } });
+  const started = performance.now();
+  const tarball = join(base, sh('npm', ['pack', '--pack-destination', base, '--silent'], repo).trim().split('\n').pop());
+  const example = join(repo, 'examples', 'next-app');
+  cpSync(example, app, { recursive: true, filter: (src) => src.endsWith('.gitkeep') || (!/[\\/](node_modules|\.next|uploads[\\/].+)$/.test(src.slice(example.length)) && !src.endsWith('next-env.d.ts') && !src.endsWith('package-lock.json')) });
+  const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
+  pkg.dependencies['upload-sync'] = `file:${tarball}`;
+  writeFileSync(join(app, 'package.json'), JSON.stringify(pkg, null, 2));
+  sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], app);
+  sh('npm', ['run', 'build'], app);
+  console.error(`  upload-rss-next: app built in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  const port = await new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port: p } = s.address();
+      s.close(() => resolve(p));
+    });
+  });
+  // The mirror's copy of the upload is off (DISABLE_UPLOAD_SYNC): it would add its own disk time.
+  const child = spawn(process.execPath, ['server.js'], {
+    cwd: join(app, '.next', 'standalone'),
+    env: { ...process.env, PORT: String(port), HOSTNAME: '127.0.0.1', NEXT_TELEMETRY_DISABLED: '1', DISABLE_UPLOAD_SYNC: 'true', UPLOAD_MAX_BYTES: String(4 * 1024 * MB) },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))[1]) * 1024;
+  try {
+    for (let up = false; !up; ) up = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.ok, () => new Promise((r) => setTimeout(() => r(false), 100)));
+    const warm = await postFile(port, 1000, 'warm-up.mp3');
+    if (warm.status !== 201) throw new Error(`upload-rss-next: warm-up upload failed: ${warm.status} ${warm.body}`);
+    const before = rss();
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, rss())), 10);
+    const t = performance.now();
+    const res = await postFile(port, sizeMB * MB, 'big.mp3');
+    const seconds = (performance.now() - t) / 1000;
+    clearInterval(sampler);
+    const after = rss();
+    if (res.status !== 201 || JSON.parse(res.body).size !== sizeMB * MB) throw new Error(`upload-rss-next: the upload failed: ${res.status} ${res.body}`);
+    const growth = (peak - before) / MB;
+    rows.push(`| RSS growth of the example app (next start, standalone) receiving one ${sizeMB} MB upload (goal ≤ 64 MB) | | peak − before / after − before | ${growth.toFixed(1)} MB / ${((after - before) / MB).toFixed(1)} MB | ${(sizeMB / seconds).toFixed(0)} MB/s |`);
+    console.error(`  upload-rss-next: ${sizeMB} MB in ${seconds.toFixed(1)} s, RSS ${(before / MB).toFixed(0)} MB before, peak +${growth.toFixed(1)} MB, after +${((after - before) / MB).toFixed(1)} MB`);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+    rmSync(base, { recursive: true, force: true });
   }
 }

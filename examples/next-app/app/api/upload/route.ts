@@ -1,7 +1,7 @@
 import { saveMultipart, UploadSyncError } from 'upload-sync/next';
 
 /** The largest upload (the whole request body); keep nginx's `client_max_body_size` at least this. */
-const MAX_BYTES = 200_000_000;
+const MAX_BYTES = Number(process.env.UPLOAD_MAX_BYTES ?? 200_000_000);
 
 /** HTTP status for each refusal of saveMultipart; anything else is a 500. */
 const STATUS: Record<string, number> = {
