@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
+import { saveMultipart, UploadSyncError } from '../src/next.js';
 import { ROOT, cleanEnv, readTree, run, tempFiles, tempProject, waitFor } from './helpers.js';
 
 const SERVER = join(ROOT, 'bench', 'upload-server.mjs');
@@ -260,5 +261,62 @@ describe('the parser is loaded lazily, by the first saveMultipart', () => {
     const r = await run(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, '--input-type=module', '-e', script], { env: cleanEnv() });
     expect(r.stderr).toBe('');
     expect((await readFile(log, 'utf8')).trim().split('\n').filter((l, i, all) => all.indexOf(l) === i)).toEqual(['entry imported', 'saveUpload done', 'busboy loaded', 'saveMultipart done 1']);
+  });
+});
+
+describe('in process: arguments and signals', () => {
+  const opts = () => ({ root: p.root, sync: false });
+  const form = () => {
+    const f = new FormData();
+    f.append('file', new File([randomBytes(1000)], 'a.mp3'));
+    return f;
+  };
+  const refused = async (promise: Promise<unknown>) => {
+    const err = await promise.then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(UploadSyncError);
+    return (err as UploadSyncError).code;
+  };
+
+  test('a Request built from FormData is saved (what a test or a fetch handler would pass)', async () => {
+    const saved = await saveMultipart(new Request('http://x/', { method: 'POST', body: form() }), opts());
+    expect(saved.files.map((f) => [f.field, f.originalName, f.size])).toEqual([['file', 'a.mp3', 1000]]);
+    expect(saved.sync).toBeNull();
+  });
+
+  test.each<[string, string, () => Promise<unknown>]>([
+    ['not a Request', 'ERR_CONFIG', () => saveMultipart({} as never, opts())],
+    ['maxFiles: 0', 'ERR_CONFIG', () => saveMultipart(new Request('http://x/', { method: 'POST', body: form() }), { ...opts(), maxFiles: 0 })],
+    ['maxFieldBytes: "1k"', 'ERR_CONFIG', () => saveMultipart(new Request('http://x/', { method: 'POST', body: form() }), { ...opts(), maxFieldBytes: '1k' as never })],
+    ['fsync: "yes"', 'ERR_CONFIG', () => saveMultipart(new Request('http://x/', { method: 'POST', body: form() }), { ...opts(), fsync: 'yes' as never })],
+    ['a signal aborted already', 'ERR_ABORTED', () => saveMultipart(new Request('http://x/', { method: 'POST', body: form() }), { ...opts(), signal: AbortSignal.abort() })],
+    ['request.signal aborted already', 'ERR_ABORTED', () => {
+      const c = new AbortController();
+      const r = new Request('http://x/', { method: 'POST', body: form(), signal: c.signal });
+      c.abort();
+      return saveMultipart(r, opts());
+    }],
+    ['a GET (no body)', 'ERR_NO_FILE', () => saveMultipart(new Request('http://x/', { headers: { 'content-type': MULTIPART } }), opts())],
+  ])('%s: %s', async (_what, code, call) => {
+    expect(await refused(call())).toBe(code);
+    expect(await tempFiles(p.root)).toEqual([]);
+    expect(await readTree(p.source)).toEqual({});
+  });
+
+  test('an abort while a part streams: ERR_ABORTED, no temp file', async () => {
+    const controller = new AbortController();
+    const head = Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.mp3"\r\n\r\n`);
+    let n = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (n++ === 0) return c.enqueue(new Uint8Array(head));
+        if ((await tempFiles(p.source)).length > 0) controller.abort(); // the part's temp file is there
+        c.enqueue(new Uint8Array(64 * 1024));
+      },
+    });
+    const r = new Request('http://x/', { method: 'POST', body, duplex: 'half', headers: { 'content-type': MULTIPART } } as RequestInit);
+    // maxBytes: a broken abort ends as ERR_TOO_LARGE rather than never.
+    expect(await refused(saveMultipart(r, { ...opts(), signal: controller.signal, maxBytes: 50 * 1024 * 1024 }))).toBe('ERR_ABORTED');
+    expect(await tempFiles(p.root)).toEqual([]);
+    expect(await readTree(p.source)).toEqual({});
   });
 });
