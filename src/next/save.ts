@@ -18,11 +18,14 @@ const NAME_MAX = 255;
 /**
  * Saves an upload into the canonical uploads folder and mirrors it: streams `file` into a hidden
  * temp file (`.upload-sync-*.tmp`) beside its final name, checking `maxBytes` as bytes arrive,
- * renames it into place, then runs a targeted `syncUploads` (unless `sync: false`).
+ * fsyncs it, links or renames it into place and fsyncs the folder (unless `fsync: false`), then
+ * runs a targeted `syncUploads` (unless `sync: false`).
+ *
+ * For a multipart request, use `saveMultipart(request)`: `request.formData()` holds the whole
+ * body in memory before anything can be checked.
  *
  * ```ts
- * const form = await request.formData();
- * const saved = await saveUpload(form.get('file') as File, { allowedTypes: ['audio'], maxBytes: 200e6 });
+ * const saved = await saveUpload(request.body!, { originalName: 'take 2.flac', allowedTypes: 'audio', maxBytes: 200e6 });
  * return Response.json({ url: saved.url });
  * ```
  *
