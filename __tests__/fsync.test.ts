@@ -119,7 +119,20 @@ describe('the mirror: publish fsyncs only with the option (src, transpiled, run 
     }
   });
 
-  test('copy, fsync not given (what a run passes today): no fsync', async () => {
+  test.each([true, false])('a whole run (the built CLI), UPLOAD_SYNC_FSYNC=%s: each file before its rename, its folder after', async (fsync) => {
+    mkdirSync(join(p.source, 'album'), { recursive: true });
+    writeFileSync(join(p.source, 'album', 'small.mp3'), randomBytes(2000));
+    writeFileSync(join(p.source, 'album', 'large.mp3'), randomBytes(3 * 1024 * 1024));
+    const cli = JSON.stringify(join(ROOT, 'dist', 'cli.js'));
+    const argv = JSON.stringify(['node', 'upload-sync', 'sync', '--source', p.source, '--dest', p.dest]);
+    // The CLI in this very process (under strace), its environment as a user would set it.
+    const lines = await traced(`process.env.ENABLE_UPLOAD_SYNC = 'true'; process.env.UPLOAD_SYNC_FSYNC = ${JSON.stringify(String(fsync))}; process.env.UPLOAD_SYNC_LOCK_DIR = ${JSON.stringify(join(p.root, 'locks'))}; process.argv = ${argv}; await import(${cli});`);
+    for (const name of ['small.mp3', 'large.mp3']) {
+      expect([name, around(lines, join(p.dest, 'album', name))]).toEqual([name, { tmpSyncedBefore: fsync, dirSyncedAfter: fsync, anyFsync: fsync }]);
+    }
+  });
+
+  test('copy, fsync not given: no fsync', async () => {
     const lines = await publishTraced(SIZES, { strategy: 'copy', fileMode: null });
     expect(lines.filter((l) => /\bf(data)?sync\(/.test(l))).toEqual([]);
   });

@@ -75,7 +75,7 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
       mtimeWindowMs: config.dryRun ? knownMtimeWindow(config.dest) : mtimeWindow(config.dest),
       openDirs,
     };
-    const publish = { strategy: config.strategy, fileMode: compare.fileMode };
+    const publish = { strategy: config.strategy, fileMode: compare.fileMode, fsync: config.fsync };
     const helperOf = (start: boolean) => {
       if (helper === undefined && start && !config.dryRun) helper = deps.helper({ compare, publish });
       return helper ?? null;
