@@ -42,7 +42,8 @@ export function commands(env: () => NodeJS.ProcessEnv) {
   return { timings, timed, must };
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on 127.0.0.1 now (the server that takes it may still race another: rare, and it fails loudly). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
