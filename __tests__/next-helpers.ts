@@ -1,7 +1,7 @@
 // Helpers of the Next.js end-to-end tests: the example copied as a user would, commands that must
 // succeed (timed), and the standalone server started, asked and stopped.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cp } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { join, relative, sep } from 'node:path';
@@ -42,7 +42,8 @@ export function commands(env: () => NodeJS.ProcessEnv) {
   return { timings, timed, must };
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on 127.0.0.1 now (the server that takes it may still race another: rare, and it fails loudly). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
@@ -129,4 +130,29 @@ export function get(url: string, headers: Record<string, string> = {}, method = 
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * What next.e2e.test.ts does first, for other test files: `npm pack` the library, copy the example
+ * into `work/app` as a user would, install the tarball with next and react, run its `build` script.
+ * A build is ~20-45 s; jest gives each test file its own module registry, so a file that needs the
+ * app builds its own (in its own temp folder: the files change what they find there).
+ */
+export async function buildExample(
+  work: string,
+  must: ReturnType<typeof commands>['must'],
+): Promise<{ app: string; standalone: string }> {
+  const app = join(work, 'app');
+  const pack = join(work, 'pack');
+  await mkdir(pack, { recursive: true });
+  const packed = await must('npm pack', 'npm', ['pack', '--pack-destination', pack, '--silent'], ROOT, 2 * MINUTES);
+  const tarball = join(pack, packed.trim().split('\n').pop()!);
+  await copyExample(app);
+  const pkgPath = join(app, 'package.json');
+  const pkg = JSON.parse(await readFile(pkgPath, 'utf8')) as { dependencies: Record<string, string> };
+  pkg.dependencies['upload-sync'] = `file:${tarball}`;
+  await writeFile(pkgPath, JSON.stringify(pkg, null, 2));
+  await must('npm install', 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], app, 6 * MINUTES);
+  await must('build', 'npm', ['run', 'build'], app, 6 * MINUTES);
+  return { app, standalone: join(app, '.next', 'standalone') };
 }
