@@ -55,9 +55,11 @@ describe('chooseRange: what a Range header asks of a 1000-byte file', () => {
 });
 
 describe('validators', () => {
-  test('a strong ETag from size and mtime; Last-Modified floored to the second', () => {
-    expect(validatorsOf(300000, 1764035232345.678)).toEqual({ etag: '"493e0-19ab8b18259"', lastModified: 1764035232000 });
+  test('a strong ETag from size and whole-ms mtime; Last-Modified floored to the second', () => {
+    expect(validatorsOf(300000, 1764035232346)).toEqual({ etag: '"493e0-19ab8b1825a"', lastModified: 1764035232000 });
     expect(validatorsOf(0, 0).etag).toBe('"0-0"');
+    // A time Node rounded up to the next second (…:12.9996 is 13000 ms) is dated in that second.
+    expect(validatorsOf(1, 1764035233000).lastModified).toBe(1764035233000);
   });
 
   test.each<[string, string[]]>([

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
@@ -303,6 +303,155 @@ describe('where the route is mounted', () => {
   });
 });
 
+describe('safe serving: only media is inline', () => {
+  const EVIL = '<script>alert(document.cookie)</script><svg onload="alert(1)"/>';
+  beforeEach(async () => {
+    const files = ['evil.html', 'evil.htm', 'evil.svg', 'x.js', 'x.mjs', 'x.pdf', 'x.xml', 'x.xhtml', 'x.txt', 'x.css', 'x.json', 'x.unknownext', 'noext'];
+    const media = ['a.mp3', 'a.flac', 'a.wav', 'a.opus', 'a.m4a', 'v.mp4', 'v.mov', 'i.png', 'i.jpg', 'i.jpeg', 'i.gif', 'i.webp', 'i.avif'];
+    await writeTree(p.source, Object.fromEntries([...files, ...media].map((f) => [f, EVIL])));
+  });
+
+  test.each(['evil.html', 'evil.htm', 'evil.svg', 'x.js', 'x.mjs', 'x.pdf', 'x.xml', 'x.xhtml', 'x.txt', 'x.css', 'x.json', 'x.unknownext', 'noext'])(
+    '%s is an attachment in a sandbox, nosniff (GET, HEAD and a 206)',
+    async (name) => {
+      const route = routeOf();
+      for (const res of [
+        await route.GET(request(`/uploads/${name}`)),
+        await route.HEAD(request(`/uploads/${name}`, {}, 'HEAD')),
+        await route.GET(request(`/uploads/${name}`, { range: 'bytes=0-3' })),
+      ]) {
+        expect([200, 206]).toContain(res.status);
+        expect(res.headers.get('content-disposition')).toBe(`attachment; filename=${name}`);
+        expect(res.headers.get('content-security-policy')).toBe('sandbox');
+        expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+        await res.body?.cancel();
+      }
+    },
+  );
+
+  test.each(['a.mp3', 'a.flac', 'a.wav', 'a.opus', 'a.m4a', 'v.mp4', 'v.mov', 'i.png', 'i.jpg', 'i.jpeg', 'i.gif', 'i.webp', 'i.avif'])(
+    '%s is inline (no Content-Disposition, no sandbox), nosniff',
+    async (name) => {
+      const res = await get(`/uploads/${name}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^(audio|video|image)\//);
+      expect(res.headers.get('content-disposition')).toBeNull();
+      expect(res.headers.get('content-security-policy')).toBeNull();
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+      await res.body?.cancel();
+    },
+  );
+
+  test('the attachment name follows RFC 6266/5987: an ASCII fallback and the UTF-8 name', async () => {
+    await writeTree(p.source, { 'Café "曲" 100%.html': EVIL });
+    const res = await get(`/uploads/${encodeURIComponent('Café "曲" 100%.html')}`);
+    expect(res.headers.get('content-disposition')).toBe(`attachment; filename="Caf? \\"?\\" 100%.html"; filename*=UTF-8''Caf%C3%A9%20%22%E6%9B%B2%22%20100%25.html`);
+    await res.body?.cancel();
+  });
+
+  test('the type decides, after contentTypes: an .mp3 mapped to text/html is an attachment; .html mapped to audio is inline', async () => {
+    const res = await get('/uploads/a.mp3', {}, { contentTypes: { mp3: 'text/html', html: 'audio/mpeg' } });
+    expect(res.headers.get('content-disposition')).toBe('attachment; filename=a.mp3');
+    await res.body?.cancel();
+    const html = await get('/uploads/evil.html', {}, { contentTypes: { html: 'audio/mpeg' } });
+    expect(html.headers.get('content-disposition')).toBeNull();
+    await html.body?.cancel();
+  });
+
+  test('inlineTypes widens what is inline: exact types, type/* patterns, */*', async () => {
+    const disposition = async (name: string, inlineTypes: string[]) => {
+      const res = await get(`/uploads/${name}`, {}, { inlineTypes });
+      await res.body?.cancel();
+      return [res.headers.get('content-disposition'), res.headers.get('content-security-policy')];
+    };
+    expect(await disposition('x.pdf', ['application/pdf'])).toEqual([null, null]);
+    expect(await disposition('x.xml', ['application/pdf'])).toEqual(['attachment; filename=x.xml', 'sandbox']);
+    expect(await disposition('x.txt', ['TEXT/*'])).toEqual([null, null]);
+    expect(await disposition('evil.svg', ['text/*'])).toEqual(['attachment; filename=evil.svg', 'sandbox']);
+    expect(await disposition('evil.svg', ['*/*'])).toEqual([null, null]);
+    expect(await disposition('noext', ['*/*'])).toEqual([null, null]);
+  });
+
+  test('a Content-Security-Policy from `headers` is kept, and the sandbox added to it', async () => {
+    const res = await get('/uploads/evil.html', {}, { headers: { 'Content-Security-Policy': "default-src 'self'" } });
+    expect(res.headers.get('content-security-policy')).toBe("default-src 'self', sandbox");
+    await res.body?.cancel();
+  });
+
+  test('X-Content-Type-Options: nosniff on every answer: 200, 206, 304, 400, 403, 404, 412, 416', async () => {
+    const route = routeOf();
+    const etag = (await route.HEAD(request('/uploads/evil.html', {}, 'HEAD'))).headers.get('etag')!;
+    const answers = [
+      await route.GET(request('/uploads/evil.html')),
+      await route.GET(request('/uploads/evil.html', { range: 'bytes=1-2' })),
+      await route.GET(request('/uploads/evil.html', { 'if-none-match': etag })),
+      await route.GET(request('/uploads/%00.html')),
+      await route.GET(request('/uploads/..%2fsecret.mp3')),
+      await route.GET(request('/uploads/missing.html')),
+      await route.GET(request('/uploads/evil.html', { 'if-match': '"nope"' })),
+      await route.GET(request('/uploads/evil.html', { range: 'bytes=9999-' })),
+    ];
+    expect(answers.map((r) => r.status)).toEqual([200, 206, 304, 400, 403, 404, 412, 416]);
+    for (const res of answers) {
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+      await res.body?.cancel();
+    }
+  });
+});
+
+describe('FIFOs and other non-regular files', () => {
+  /**
+   * Opens each FIFO for read and write (never blocks on Linux), which frees any reader still stuck
+   * in open(). Synchronously: stuck opens hold libuv's threads, so an async open would queue behind them.
+   */
+  const fifos: string[] = [];
+  afterEach(() => {
+    for (const f of fifos.splice(0)) {
+      try {
+        closeSync(openSync(f, 'r+'));
+      } catch {
+        // gone with the temp folder
+      }
+    }
+  });
+  const mkfifo = async (path: string) => {
+    const r = await run('mkfifo', [path]);
+    expect(r.code).toBe(0);
+    fifos.push(path);
+  };
+  /** The answer, or a rejection if none comes within 5 s (a blocking open never answers). */
+  const within = <T>(promise: Promise<T>) =>
+    Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 5 s: the open blocked')), 5000).unref())]);
+
+  test('a FIFO in the source (top level and in a folder) or in the mirror answers 404 at once; the route keeps serving', async () => {
+    await mkdir(join(p.source, 'albums'), { recursive: true });
+    await mkdir(p.dest, { recursive: true });
+    await mkfifo(join(p.source, 'pipe.mp3'));
+    await mkfifo(join(p.source, 'albums', 'pipe.mp3'));
+    await mkfifo(join(p.dest, 'only-in-dest.mp3'));
+    const route = routeOf();
+    // More than libuv's 4 threads: blocking opens would hold every one of them.
+    const answers = await within(
+      Promise.all(
+        Array.from({ length: 3 }, () => ['/uploads/pipe.mp3', '/uploads/albums/pipe.mp3', '/uploads/only-in-dest.mp3'])
+          .flat()
+          .map((path) => route.GET(request(path))),
+      ),
+    );
+    expect(answers.map((r) => r.status)).toEqual(Array(9).fill(404));
+    const song = await within(route.GET(request('/uploads/song.mp3')));
+    expect(song.status).toBe(200);
+    expect((await bytes(song)).equals(SONG)).toBe(true);
+  });
+
+  test('a symlink inside the source to a FIFO answers 404 at once', async () => {
+    await mkfifo(join(p.source, 'real-pipe'));
+    await symlink('real-pipe', join(p.source, 'linked.mp3'));
+    const res = await within(routeOf().GET(request('/uploads/linked.mp3')));
+    expect(res.status).toBe(404);
+  });
+});
+
 describe('options', () => {
   test('cacheControl, contentTypes and headers', async () => {
     const res = await get('/uploads/song.mp3', {}, { cacheControl: 'public, max-age=31536000, immutable', contentTypes: { '.MP3': 'audio/x-test' }, headers: { 'X-Frame-Options': 'DENY' } });
@@ -320,6 +469,10 @@ describe('options', () => {
     ['cacheControl', { cacheControl: 'a\r\nb' }],
     ['fallbackToDest', { fallbackToDest: 'yes' }],
     ['headers', { headers: { a: 1 } }],
+    ['inlineTypes', { inlineTypes: 'application/pdf' }],
+    ['inlineTypes', { inlineTypes: ['pdf'] }],
+    ['inlineTypes', { inlineTypes: ['application/pdf', 3] }],
+    ['inlineTypes', { inlineTypes: ['text/html; charset=utf-8'] }],
   ])('a bad %s throws ERR_CONFIG at once', (name, options) => {
     let error: unknown;
     try {

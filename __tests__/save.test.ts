@@ -88,9 +88,9 @@ describe('saving', () => {
 
   test('no name and no extension: the declared type gives one, else none', async () => {
     expect((await save(new Blob(['a'], { type: 'audio/mpeg' }))).name).toMatch(new RegExp(`^${UUID}\\.mp3$`));
-    expect((await save(Buffer.from('a'))).name).toMatch(new RegExp(`^${UUID}$`));
+    expect((await save(Buffer.from('a'), { allowedTypes: '*' })).name).toMatch(new RegExp(`^${UUID}$`));
     // An odd extension is dropped rather than let into the name.
-    expect((await save(Buffer.from('a'), { originalName: 'x.mp3;.php ' })).name).toMatch(new RegExp(`^${UUID}$`));
+    expect((await save(Buffer.from('a'), { originalName: 'x.mp3;.php ', allowedTypes: '*' })).name).toMatch(new RegExp(`^${UUID}$`));
   });
 
   test('sync: false saves without syncing; without force the environment decides (disabled under jest)', async () => {
@@ -204,6 +204,31 @@ describe('refusals leave nothing behind', () => {
     ['a.png', ['image/png', 'mp3']],
   ])('%s is allowed by %j', async (name, allowedTypes) => {
     expect((await save(new File(['x'], name), { allowedTypes })).name).toMatch(new RegExp(`\\.${name.split('.')[1]}$`));
+  });
+
+  test.each(['evil.html', 'evil.svg', 'x.js', 'x.pdf', 'x.xml', 'page.xhtml', 'setup.exe', 'notes.txt'])(
+    'without allowedTypes %s is refused (ERR_TYPE): an audio platform takes audio and cover art only',
+    async (name) => {
+      const err = await failure(save(new File(['<svg onload=alert(1)>'], name, { type: 'audio/mpeg' })));
+      expect(err.code).toBe('ERR_TYPE');
+      expect(err.message).toMatch(/allowed types are .*mp3.*image\/jpeg/);
+      await nothingLeft();
+    },
+  );
+
+  test.each(['a.mp3', 'a.flac', 'a.opus', 'a.wav', 'a.m4a', 'cover.jpg', 'cover.jpeg', 'cover.png', 'cover.webp', 'cover.avif', 'cover.gif'])(
+    'without allowedTypes %s is saved',
+    async (name) => {
+      expect((await save(new File(['x'], name))).name).toMatch(new RegExp(`\\.${name.split('.')[1]}$`));
+    },
+  );
+
+  test("allowedTypes '*' takes every type again (an .html too); '*' inside a list is refused", async () => {
+    expect((await save(new File(['<p>'], 'page.html'), { allowedTypes: '*' })).name).toMatch(/\.html$/);
+    expect((await save(new File(['<p>'], 'page.html'), { allowedTypes: ['*'] })).name).toMatch(/\.html$/);
+    const err = await failure(save(new File(['x'], 'a.mp3'), { allowedTypes: ['mp3', '*'] }));
+    expect(err.code).toBe('ERR_CONFIG');
+    expect(err.message).toContain('allowedTypes');
   });
 
   test('a stream that fails midway: its error, no temp file', async () => {

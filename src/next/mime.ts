@@ -70,3 +70,37 @@ export function extensionForType(type: string): string {
   const bare = type.split(';')[0]!.trim().toLowerCase();
   return PREFERRED_EXTENSIONS[bare] ?? (mime.extension(bare) || '');
 }
+
+/**
+ * Raster image types a browser only ever draws: never a document, never a script (SVG is not here:
+ * it is a document that runs scripts when opened from the app's origin).
+ */
+export const INLINE_IMAGE_TYPES: ReadonlySet<string> = new Set([
+  'image/apng', 'image/avif', 'image/bmp', 'image/gif', 'image/heic', 'image/heif', 'image/jpeg', 'image/jxl',
+  'image/png', 'image/tiff', 'image/vnd.microsoft.icon', 'image/webp', 'image/x-icon', 'image/x-ms-bmp',
+]);
+
+/**
+ * `saveUpload`'s `allowedTypes` when none is given: what an audio platform takes (the `audio`
+ * extension preset, plus raster images for cover art). Every one of them is served inline by the
+ * route, and none is a document a browser could run (no HTML, SVG, XML, JS, PDF).
+ */
+export const DEFAULT_ALLOWED_TYPES: readonly string[] = Object.freeze(['audio', 'image/jpeg', 'image/png', 'image/webp', 'image/avif', 'image/gif']);
+
+/** A media type, a `type/*` pattern, or `*` + `/*`: what `inlineTypes` takes. */
+const TYPE_PATTERN = /^(?:\*\/\*|[a-z0-9][a-z0-9!#$&^_.+-]*\/(?:\*|[a-z0-9][a-z0-9!#$&^_.+-]*))$/;
+
+/** Whether `value` is a valid `inlineTypes` entry (lower-cased by the caller). */
+export const isTypePattern = (value: string): boolean => TYPE_PATTERN.test(value);
+
+/**
+ * Whether a file of this media type (no parameters) is served inline: audio, video and raster
+ * images always; a type the route's `inlineTypes` names (exactly, or by `type/*`, or `*` + `/*`).
+ * Everything else (HTML, SVG, XML, JS, PDF, text, unknown) is an attachment in a sandbox.
+ */
+export function isInlineType(mediaType: string, extra: ReadonlySet<string> = new Set()): boolean {
+  const type = mediaType.toLowerCase();
+  if (type.startsWith('audio/') || type.startsWith('video/') || INLINE_IMAGE_TYPES.has(type)) return true;
+  if (extra.size === 0) return false;
+  return extra.has(type) || extra.has('*/*') || extra.has(`${type.slice(0, type.indexOf('/') + 1)}*`);
+}

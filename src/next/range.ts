@@ -45,17 +45,24 @@ export interface Validators {
   /**
    * `"<size hex>-<mtime ms hex>"`: strong, as nginx's. Files are published whole (atomic rename),
    * so equal size and mtime mean equal bytes, and the mirror copy (same size, same mtime) has the
-   * same tag as its source.
+   * same tag as its source. Its value is the one `send` (Next's static handler) puts in its weak
+   * `W/"…"` tag, so a browser's cached tag still matches after a restart hands the file to Next.
    */
   etag: string;
-  /** Milliseconds, floored to the second (HTTP dates have no finer precision). */
+  /** Milliseconds, floored to the second (HTTP dates have no finer precision), as `Date#toUTCString` does. */
   lastModified: number;
 }
 
-export function validatorsOf(size: number, mtimeMs: number): Validators {
+/**
+ * Validators of a file from its size and `mtime`, the whole milliseconds of Node's `Stats.mtime`
+ * (`stats.mtime.getTime()`: Node *rounds* the nanosecond time to the nearest ms; flooring
+ * `mtimeMs` instead gives another tag for about half of all files, and another Last-Modified for
+ * those within half a millisecond of the next second).
+ */
+export function validatorsOf(size: number, mtime: number): Validators {
   return {
-    etag: `"${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}"`,
-    lastModified: Math.floor(mtimeMs / 1000) * 1000,
+    etag: `"${size.toString(16)}-${mtime.toString(16)}"`,
+    lastModified: Math.floor(mtime / 1000) * 1000,
   };
 }
 

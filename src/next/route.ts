@@ -1,12 +1,11 @@
-import { constants } from 'node:fs';
-import { open, realpath, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import type { FileHandle } from 'node:fs/promises';
 import { resolveServeConfig, type ServeConfig } from '../config/config.js';
-import { isInside } from '../config/paths.js';
 import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
 import { isSyncablePath } from '../shared/filter.js';
 import { createLog } from '../shared/log.js';
-import { contentTypeOf } from './mime.js';
+import { create as contentDisposition } from 'content-disposition';
+import { contentTypeOf, isInlineType, isTypePattern } from './mime.js';
+import { FileOpener, type OpenFile } from './open-file.js';
 import type { UploadsRoute, UploadsRouteContext, UploadsRouteOptions } from '../shared/options.js';
 import { chooseRange, isNotModified, isPreconditionFailure, isRangeFresh, validatorsOf, type Validators } from './range.js';
 
@@ -35,6 +34,7 @@ const CHUNK = 64 * 1024;
  */
 export function createUploadsRoute(options: UploadsRouteOptions = {}): UploadsRoute {
   const route = checkRouteOptions(options);
+  const opener = new FileOpener();
   let config: ServeConfig | undefined;
 
   // The environment is read at the first request, not at import: `next build` imports route
@@ -43,7 +43,7 @@ export function createUploadsRoute(options: UploadsRouteOptions = {}): UploadsRo
 
   const handle = async (request: Request, context: UploadsRouteContext | undefined, head: boolean): Promise<Response> => {
     try {
-      return await serve(request, context, head, getConfig(), route);
+      return await serve(request, context, head, getConfig(), route, opener);
     } catch (err) {
       const code = errorCode(err);
       if (code === 'EACCES' || code === 'EPERM') return plain(403, head);
@@ -63,6 +63,8 @@ interface RouteSettings {
   fallbackToDest: boolean;
   contentTypes: Readonly<Record<string, string>> | undefined;
   headers: Readonly<Record<string, string>>;
+  /** `inlineTypes`, lower case: served inline over the built-in audio, video and raster images. */
+  inlineTypes: ReadonlySet<string>;
 }
 
 function checkRouteOptions(options: UploadsRouteOptions): RouteSettings {
@@ -70,7 +72,7 @@ function checkRouteOptions(options: UploadsRouteOptions): RouteSettings {
     throw new UploadSyncError('ERR_CONFIG', `Invalid option \`${name}\` of createUploadsRoute: expected ${expected}, got ${typeof got === 'string' ? JSON.stringify(got) : String(got)}`);
   };
   if (options === null || typeof options !== 'object') bad('options', 'an options object', options);
-  const { urlPrefix, cacheControl = DEFAULT_CACHE_CONTROL, fallbackToDest = true, contentTypes, headers = {} } = options;
+  const { urlPrefix, cacheControl = DEFAULT_CACHE_CONTROL, fallbackToDest = true, contentTypes, headers = {}, inlineTypes = [] } = options;
   if (urlPrefix !== undefined && (typeof urlPrefix !== 'string' || !urlPrefix.startsWith('/') || /[?#\\]/.test(urlPrefix))) {
     bad('urlPrefix', 'a path starting with "/" such as "/uploads"', urlPrefix);
   }
@@ -81,6 +83,9 @@ function checkRouteOptions(options: UploadsRouteOptions): RouteSettings {
       bad(name, 'an object of header values', value);
     }
   }
+  if (!Array.isArray(inlineTypes) || inlineTypes.some((t) => typeof t !== 'string' || !isTypePattern(t.trim().toLowerCase()))) {
+    bad('inlineTypes', 'an array of media types ("application/pdf"), "type/*" patterns ("text/*") or "*/*"', Array.isArray(inlineTypes) ? JSON.stringify(inlineTypes) : inlineTypes);
+  }
   const lowerTypes = contentTypes && Object.fromEntries(Object.entries(contentTypes).map(([ext, type]) => [ext.replace(/^\./, '').toLowerCase(), type]));
   return {
     // As the URL parser writes it (percent-encoded), without a trailing slash.
@@ -89,6 +94,7 @@ function checkRouteOptions(options: UploadsRouteOptions): RouteSettings {
     fallbackToDest,
     contentTypes: lowerTypes,
     headers,
+    inlineTypes: new Set((inlineTypes as readonly string[]).map((t) => t.trim().toLowerCase())),
   };
 }
 
@@ -148,7 +154,7 @@ export function checkSegments(raw: readonly string[]): { ok: true; segments: str
   return { ok: true, segments };
 }
 
-async function serve(request: Request, context: UploadsRouteContext | undefined, head: boolean, config: ServeConfig, route: RouteSettings): Promise<Response> {
+async function serve(request: Request, context: UploadsRouteContext | undefined, head: boolean, config: ServeConfig, route: RouteSettings, opener: FileOpener): Promise<Response> {
   const raw = await requestSegments(request.url, context, route.urlPrefix);
   if (raw === null) return plain(404, head);
   const checked = checkSegments(raw);
@@ -160,15 +166,15 @@ async function serve(request: Request, context: UploadsRouteContext | undefined,
   const bases = route.fallbackToDest ? [config.source, config.dest] : [config.source];
   let file: OpenFile | null = null;
   for (const base of bases) {
-    file = await openInside(base, checked.segments);
+    file = await opener.open(base, checked.segments);
     if (file !== null) break;
   }
   if (file === null) return plain(404, head);
 
   let keepOpen = false;
   try {
-    const { size, mtimeMs } = file.stat;
-    const v = validatorsOf(size, mtimeMs);
+    const { size, mtime } = file;
+    const v = validatorsOf(size, mtime);
     const headers = baseHeaders(route, v);
     if (isPreconditionFailure(request.headers, v)) return plain(412, head);
     if (isNotModified(request.headers, v)) return new Response(null, { status: 304, headers });
@@ -180,47 +186,27 @@ async function serve(request: Request, context: UploadsRouteContext | undefined,
       return plain(416, head, headers);
     }
     const [start, end] = range.kind === 'partial' ? [range.start, range.end] : [0, size - 1];
-    headers.set('Content-Type', contentTypeOf(checked.segments[checked.segments.length - 1]!, route.contentTypes));
+    const name = checked.segments[checked.segments.length - 1]!;
+    const type = contentTypeOf(name, route.contentTypes);
+    headers.set('Content-Type', type);
+    // Anything a browser could run as a page (HTML, SVG, XML, JS, PDF, unknown) is a download in a
+    // sandbox: opened from the app's origin it would be stored XSS.
+    if (!isInlineType(type.split(';')[0]!.trim(), route.inlineTypes)) {
+      headers.set('Content-Disposition', contentDisposition(name, { type: 'attachment' }));
+      // Appended: a policy of the caller's `headers` still applies (each policy is enforced).
+      if (headers.get('Content-Security-Policy') !== 'sandbox') headers.append('Content-Security-Policy', 'sandbox');
+    }
     headers.set('Content-Length', String(end - start + 1));
     if (range.kind === 'partial') headers.set('Content-Range', `bytes ${start}-${end}/${size}`);
     const status = range.kind === 'partial' ? 206 : 200;
     if (head || end < start) return new Response(null, { status, headers });
+    // One chunk or less (a seek's 64 KiB range): read it now and close the file before answering,
+    // which spares a stream and its pulls. A file that shrank meanwhile is then a 500, not a cut body.
+    if (end - start < CHUNK) return new Response(await readExactly(file.handle, start, end - start + 1), { status, headers });
     keepOpen = true;
     return new Response(fileBody(file.handle, start, end), { status, headers });
   } finally {
     if (!keepOpen) await file.handle.close().catch(() => undefined);
-  }
-}
-
-interface OpenFile {
-  handle: FileHandle;
-  stat: { size: number; mtimeMs: number };
-}
-
-/** Errors that mean "no such file here": try the next folder, or answer 404. */
-const NOT_FOUND = new Set(['ENOENT', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP', 'EISDIR']);
-
-/**
- * Opens `base/segments` for reading if it is a regular file whose real path (after symlinks) is
- * inside `base`; `null` otherwise. The real path is opened with `O_NOFOLLOW`, so a link swapped in
- * after the check is refused rather than followed.
- */
-async function openInside(base: string, segments: readonly string[]): Promise<OpenFile | null> {
-  let handle: FileHandle | undefined;
-  try {
-    const [baseReal, real] = await Promise.all([realpath(base), realpath(join(base, ...segments))]);
-    if (!isInside(real, baseReal)) return null;
-    handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
-    const st = await handle.stat();
-    if (!st.isFile()) {
-      await handle.close();
-      return null;
-    }
-    return { handle, stat: { size: st.size, mtimeMs: st.mtimeMs } };
-  } catch (err) {
-    await handle?.close().catch(() => undefined);
-    if (NOT_FOUND.has(errorCode(err))) return null;
-    throw err;
   }
 }
 
@@ -290,6 +276,16 @@ export function fileBody(handle: FileHandle, start: number, end: number): Readab
     },
     { highWaterMark: 1 },
   );
+}
+
+async function readExactly(handle: FileHandle, position: number, length: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(length);
+  for (let offset = 0; offset < length; ) {
+    const { bytesRead } = await handle.read(bytes, offset, length - offset, position + offset);
+    if (bytesRead === 0) throw new Error(`File ended at byte ${position + offset}, before the ${position + length} announced`);
+    offset += bytesRead;
+  }
+  return bytes;
 }
 
 function safeUrl(request: Request): string {

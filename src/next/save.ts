@@ -6,7 +6,7 @@ import { AUDIO_EXTENSIONS } from '../config/parse.js';
 import { isInside } from '../config/paths.js';
 import { UploadSyncError } from '../shared/errors.js';
 import { isPartialName, matchesExtensions } from '../shared/filter.js';
-import { extensionForType, extensionOf, mediaTypeOf } from './mime.js';
+import { DEFAULT_ALLOWED_TYPES, extensionForType, extensionOf, mediaTypeOf } from './mime.js';
 import type { SaveUploadOptions, SavedUpload, SyncOptions, UploadInput } from '../shared/options.js';
 import { DEFAULT_URL_PREFIX } from './route.js';
 import { syncUploads } from '../engine/sync.js';
@@ -76,7 +76,8 @@ export function prepareUpload(options: SaveUploadOptions, fn: string): UploadCon
   // (the upload is saved; its sync result then says what is wrong).
   const config = resolveServeConfig(pickSyncOptions(options));
   const maxBytes = checkMaxBytes(options.maxBytes);
-  const allowed = parseAllowedTypes(options.allowedTypes);
+  // Not every type by default: an HTML or SVG upload served from the app's origin is stored XSS.
+  const allowed = parseAllowedTypes(options.allowedTypes ?? DEFAULT_ALLOWED_TYPES);
   const urlPrefix = checkUrlPrefix(options.urlPrefix);
   const folder = options.folder === undefined || options.folder === '' ? [] : checkFolder(options.folder);
   if (options.fsync !== undefined && typeof options.fsync !== 'boolean') throw configError('fsync', 'true or false', options.fsync, fn);
@@ -157,12 +158,12 @@ export interface AllowedTypes {
 
 /**
  * `allowedTypes`: extensions (`'mp3'`, `'.flac'`), media types (`'audio/mpeg'`, `'audio/*'`), or
- * the `'audio'` preset; an array or a comma list. `undefined`: every type.
+ * the `'audio'` preset; an array or a comma list. `'*'` (alone): every type, `null`.
  */
 export function parseAllowedTypes(value: unknown): AllowedTypes | null {
-  if (value === undefined) return null;
+  if (value === undefined || value === '*' || (Array.isArray(value) && value.length === 1 && value[0] === '*')) return null;
   const items = typeof value === 'string' ? value.split(',') : Array.isArray(value) ? (value as unknown[]) : null;
-  const expected = 'extensions ("mp3"), media types ("audio/mpeg", "audio/*") or "audio", as an array or a comma list';
+  const expected = 'extensions ("mp3"), media types ("audio/mpeg", "audio/*"), "audio" or "*", as an array or a comma list';
   if (items === null) throw configError('allowedTypes', expected, value);
   const out: AllowedTypes = { extensions: new Set(), mediaTypes: [] };
   for (const item of items) {

@@ -243,6 +243,20 @@ export interface UploadsRouteOptions extends Pick<CommonOptions, 'root' | 'sourc
    * @example { 'Content-Security-Policy': "sandbox" }
    */
   headers?: Record<string, string>;
+  /**
+   * Media types served inline besides the built-in ones. By default only audio (`audio/*`), video
+   * (`video/*`) and raster images (PNG, JPEG, GIF, WebP, AVIF, BMP, ICO, HEIC, JXL, TIFF) are
+   * inline; every other file (HTML, SVG, XML, JS, PDF, text, unknown types) is sent with
+   * `Content-Disposition: attachment` (its name per RFC 6266/5987) and
+   * `Content-Security-Policy: sandbox`, so an uploaded page or script never runs on the app's
+   * origin. A type listed here loses both (the sandbox would also stop a browser's PDF viewer).
+   * Entries: media types (`'application/pdf'`), `'type/*'` patterns, or `'*' + '/*'` (everything:
+   * only for uploads you trust). Judged by the `Content-Type` sent (after `contentTypes`).
+   * Anything else is `ERR_CONFIG`.
+   * @default [] (audio, video and raster images only)
+   * @example ['application/pdf']
+   */
+  inlineTypes?: readonly string[];
 }
 
 /** What `saveUpload` accepts: a `File`/`Blob` (from `request.formData()`), a web `ReadableStream`, bytes, or an async iterable of bytes (a Node stream). */
@@ -274,8 +288,10 @@ export interface SaveUploadOptions
   maxBytes?: number;
   /**
    * Allowed types, judged by the final name's extension: extensions (`'mp3'`), media types
-   * (`'audio/mpeg'`, `'audio/*'`) or the `'audio'` preset; an array or a comma list. Else `ERR_TYPE`.
-   * @default every type the extension filter (`extensions`) lets through
+   * (`'audio/mpeg'`, `'audio/*'`), the `'audio'` preset, or `'*'` (every type the extension filter
+   * lets through); an array or a comma list. Else `ERR_TYPE`.
+   * @default ['audio', 'image/jpeg', 'image/png', 'image/webp', 'image/avif', 'image/gif']: audio
+   *   and cover art, all served inline by the route; never a document a browser runs (HTML, SVG, JS…)
    */
   allowedTypes?: readonly string[] | string;
   /** Replace a file of the same name (else `ERR_EXISTS`). @default false */
