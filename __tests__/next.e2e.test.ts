@@ -11,7 +11,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { ROOT, cleanEnv, exists } from './helpers.js';
+import { ROOT, cleanEnv, exists, run } from './helpers.js';
 import { MINUTES, commands, copyExample, get, servers, startServer as startIn, stopServer, type Started } from './next-helpers.js';
 
 let work = '';
@@ -141,12 +141,52 @@ afterAll(async () => {
     expect(await readdir(join(standalone, 'public', 'uploads'))).toEqual([uploaded!.name]);
   });
 
-  test('after a server restart it is still 200 with the same bytes', async () => {
+  test('an uploaded page, SVG or script is a sandboxed download; a FIFO answers 404 at once', async () => {
+    // Dropped into the source folder by hand (FTP, scp): saveUpload's default would refuse them.
+    const source = join(app, 'public', 'uploads');
+    await writeFile(join(source, 'evil.html'), '<script>alert(document.cookie)</script>');
+    await writeFile(join(source, 'evil.svg'), '<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>');
+    for (const name of ['evil.html', 'evil.svg']) {
+      const res = await get(`${server!.base}/uploads/${name}`);
+      expect(res.status).toBe(200);
+      expect(res.headers['content-disposition']).toBe(`attachment; filename=${name}`);
+      expect(res.headers['content-security-policy']).toBe('sandbox');
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+    }
+    const song = await get(`${server!.base}${uploaded!.url}`, {}, 'HEAD');
+    expect(song.headers['content-disposition']).toBeUndefined();
+
+    const fifo = join(source, 'pipe.mp3');
+    expect((await run('mkfifo', [fifo])).code).toBe(0);
+    try {
+      // More requests than libuv has threads: a blocking open would hold them all.
+      const answers = await Promise.all(Array.from({ length: 6 }, () => get(`${server!.base}/uploads/pipe.mp3`)));
+      expect(answers.map((a) => a.status)).toEqual(Array(6).fill(404));
+      expect((await get(`${server!.base}${uploaded!.url}`)).status).toBe(200);
+    } finally {
+      await rm(fifo, { force: true });
+      await rm(join(source, 'evil.html'), { force: true });
+      await rm(join(source, 'evil.svg'), { force: true });
+    }
+  }, 30_000);
+
+  test('after a server restart it is still 200 with the same bytes, and the same validators', async () => {
+    // An mtime whose sub-millisecond part rounds up, and up into the next second: the route and
+    // send must round it the same way (a floor gave another ETag and Last-Modified here).
+    for (const dir of [join(app, 'public', 'uploads'), join(standalone, 'public', 'uploads')]) {
+      expect((await run('touch', ['-m', '-d', '@1700000000.999700000', join(dir, uploaded!.name)])).code).toBe(0);
+    }
+    const before = await get(`${server!.base}${uploaded!.url}`, {}, 'HEAD');
+    expect(before.headers.etag).toBe(`"${SONG.length.toString(16)}-${(1700000001000).toString(16)}"`);
     await stopServer(server);
     server = await timed('restart', startServer);
     const got = await get(`${server.base}${uploaded!.url}`);
     expect(got.status).toBe(200);
     expect(got.body.equals(SONG)).toBe(true);
+    // Now Next's static handler (send) answers, from the mirror it listed at startup: its weak
+    // ETag has the route's value, so a browser's cached copy still validates.
+    expect(String(got.headers.etag)).toBe(`W/${String(before.headers.etag)}`);
+    expect(got.headers['last-modified']).toBe(before.headers['last-modified']);
     const part = await get(`${server.base}${uploaded!.url}`, { Range: 'bytes=100-199' });
     expect(part.status).toBe(206);
     expect(part.body.equals(SONG.subarray(100, 200))).toBe(true);

@@ -2,8 +2,13 @@
 // `npm run bench`: upload-sync against rsync and cp, side by side in one run, medians and ratios
 // as a markdown table. Generates its trees in a temp folder, installs nothing, deletes all at the end.
 //
-//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync,upload-rss-next] [--small]
+//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync,upload-rss-next,route] [--small]
 //   (upload-rss-next is not in the default list: it installs the example app's dependencies and builds it)
+//
+// `route` (bench/route.mjs) builds examples/next-app standalone with the packed library (it needs
+// the npm registry or a warm npm cache, like the Next e2e test), then measures 64 KiB ranged GETs
+// at concurrency 32 through the uploads route, Next's static handler and a do-nothing route
+// handler on the same server. `--route-app DIR` reuses a built copy; `--route-seconds` per round.
 //
 // --small shrinks every tree tenfold (a quick look; the committed table is a full run).
 // See ../shared/PERF-NOTES.md: on this disk, creating many files just after deleting many is slow,
@@ -15,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { uploadFsync, uploadRss, uploadRssNext } from './uploads.mjs';
+import { routeBench } from './route.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
@@ -24,7 +30,9 @@ const lib = join(repo, 'dist', 'index.js');
 const { values } = parseArgs({
   options: {
     reps: { type: 'string', default: '5' },
-    only: { type: 'string', default: 'copy,noop,upload,watch,rss,wait,upload-rss,upload-fsync' },
+    only: { type: 'string', default: 'copy,noop,upload,watch,rss,wait,upload-rss,upload-fsync,route' },
+    'route-app': { type: 'string' },
+    'route-seconds': { type: 'string', default: '5' },
     small: { type: 'boolean', default: false },
   },
 });
@@ -308,6 +316,21 @@ if (ONLY.has('rss')) {
 if (ONLY.has('upload-rss')) await uploadRss(work, rows, { sizeMB: values.small ? 200 : 2048 });
 if (ONLY.has('upload-rss-next')) await uploadRssNext(work, rows, { sizeMB: values.small ? 200 : 2048 });
 if (ONLY.has('upload-fsync')) uploadFsync(work, rows);
+if (ONLY.has('route')) {
+  const r = await routeBench({
+    repo,
+    work,
+    app: values['route-app'],
+    env: { ...process.env, ...ENV, NEXT_TELEMETRY_DISABLED: '1' },
+    seconds: Number(values['route-seconds']),
+    rounds: Math.max(REPS, 3),
+  });
+  const kase = '64 KiB ranged GETs, concurrency 32, one Next standalone server';
+  rows.push(`| ${kase} | | Next's static handler (public/ at startup) | ${r.static.toFixed(0)} req/s | |`);
+  rows.push(`| ${kase} | | createUploadsRoute | ${r.route.toFixed(0)} req/s | ${(r.route / r.static).toFixed(2)}× static |`);
+  rows.push(`| ${kase} | | a route handler answering 64 KiB from memory (Next's floor) | ${r.floor.toFixed(0)} req/s | ${(r.floor / r.static).toFixed(2)}× static; route ${(r.route / r.floor).toFixed(2)}× floor |`);
+  console.error(`  route: static ${r.static.toFixed(0)}, route ${r.route.toFixed(0)}, floor ${r.floor.toFixed(0)} req/s`);
+}
 if (mirrorsChecked > 0) console.error(`bench: ${mirrorsChecked} initial-copy mirrors counted, every one exact`);
 
 const versions = [
