@@ -26,10 +26,15 @@ const CHUNK = 64 * 1024;
  * ```
  *
  * Order of checks, as in `send`: the path (bad encoding or NUL 400; `..`, encoded slashes and
- * backslashes 403; dotfiles, partial uploads, folders, missing files and symlinks leading out 404),
- * then `stat`, 412, 304, `If-Range`, 416, 206, 200; HEAD stops after the headers. The file comes
- * from the source folder, else from its mirror, and is streamed in 64 KiB reads, one at a time as
- * the client takes them, so memory stays flat whatever the size.
+ * backslashes 403; dotfiles, partial uploads, folders, FIFOs and other non-regular files, missing
+ * files and symlinks leading out 404), then `stat`, 412, 304, `If-Range`, 416, 206, 200; HEAD stops
+ * after the headers. The file comes from the source folder, else from its mirror, and is streamed
+ * in 64 KiB reads, one at a time as the client takes them, so memory stays flat whatever the size.
+ *
+ * Safe by default: audio, video and raster images are inline; anything else (HTML, SVG, XML, JS,
+ * PDF, unknown) is an attachment with `Content-Security-Policy: sandbox` (see `inlineTypes`);
+ * `X-Content-Type-Options: nosniff` on every answer. ETag and Last-Modified are the values Next's
+ * static handler (`send`) gives the same file, so they survive a restart.
  * @throws UploadSyncError `ERR_CONFIG` at once for a bad route option; a bad environment shows as 500s.
  */
 export function createUploadsRoute(options: UploadsRouteOptions = {}): UploadsRoute {
