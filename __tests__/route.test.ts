@@ -399,6 +399,25 @@ describe('safe serving: only media is inline', () => {
   });
 });
 
+describe('the real path of the folder', () => {
+  test('a source that is a symlink re-pointed while the route runs: the new folder is served', async () => {
+    const { rename, rm } = await import('node:fs/promises');
+    await writeTree(join(p.root, 'disk-a'), { 'a.mp3': 'on disk a' });
+    await writeTree(join(p.root, 'disk-b'), { 'b.mp3': 'on disk b' });
+    const link = join(p.root, 'current');
+    await symlink('disk-a', link);
+    const route = createUploadsRoute({ root: p.root, source: link, dest: p.dest });
+    expect((await bytes(await route.GET(request('/uploads/a.mp3')))).toString()).toBe('on disk a');
+    await symlink('disk-b', `${link}.new`);
+    await rename(`${link}.new`, link);
+    await rm(join(p.root, 'disk-a'), { recursive: true });
+    const b = await route.GET(request('/uploads/b.mp3'));
+    expect(b.status).toBe(200);
+    expect((await bytes(b)).toString()).toBe('on disk b');
+    expect((await route.GET(request('/uploads/a.mp3'))).status).toBe(404);
+  });
+});
+
 describe('FIFOs and other non-regular files', () => {
   /**
    * Opens each FIFO for read and write (never blocks on Linux), which frees any reader still stuck
