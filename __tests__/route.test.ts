@@ -600,7 +600,7 @@ describe('package entries (built dist/)', () => {
     const r = await run(process.execPath, ['--import', hook, '--input-type=module', '-e', code], { cwd: ROOT });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    if (entry === 'dist/next.js') expect(r.stdout.trim()).toBe('UploadSyncError,createUploadsRoute,saveUpload');
+    if (entry === 'dist/next.js') expect(r.stdout.trim()).toBe('UploadSyncError,createUploadsRoute,saveMultipart,saveUpload');
     // The hook does catch chokidar (so the check above means something).
     const control = await run(process.execPath, ['--import', hook, '--input-type=module', '-e', 'await import("chokidar")'], { cwd: ROOT });
     expect(control.code).not.toBe(0);
