@@ -54,6 +54,7 @@ describe('orphans', () => {
       status: 'ok',
       dryRun: false,
       removed: ['albums/old.mp3', 'old-orphan.mp3'],
+      removedFromSource: [],
       kept: 3,
       bytesFreed: size('albums/old.mp3') + size('old-orphan.mp3'),
       errors: [],

@@ -3,7 +3,7 @@ import { mkdir, open, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
-import { describe as describeSync } from '../src/cli/watch.js';
+import { EXIT_DISABLED, describe as describeSync } from '../src/cli/watch.js';
 import type { SyncResult } from '../src/index.js';
 import { CLI, cleanEnv, exists, runCli, tempFiles, tempProject, waitFor, writeTree } from './helpers.js';
 
@@ -94,11 +94,16 @@ describe('upload-sync watch', () => {
     expect(w.stderr()).toContain('Ready: watching');
   });
 
-  test('disabled by the environment: says so and exits 0 at once', async () => {
+  test('disabled by the environment: says so and exits at once with its own code (78), named in --help', async () => {
     await writeTree(p.source, { 'a.mp3': 'a' });
     const r = await runCli(['watch'], { cwd: p.root, env: cleanEnv() });
-    expect(r.code).toBe(0);
+    // Not 0: PM2 records a death by signal as 0, and stop_exit_codes must tell the two apart.
+    expect(EXIT_DISABLED).toBe(78);
+    expect(r.code).toBe(EXIT_DISABLED);
     expect(r.stdout).toMatch(/disabled by the environment.*not watching/);
+    const help = await runCli(['watch', '--help'], { env: cleanEnv() });
+    expect(help.stdout).toContain('exits 78');
+    expect(help.stdout).toContain('stop_exit_codes: [78]');
     expect(await exists(p.dest)).toBe(false);
     const off = await runCli(['watch', '--force'], { cwd: p.root, env: cleanEnv({ DISABLE_UPLOAD_SYNC: 'maybe' }) });
     expect(off.code).toBe(2); // a value that is not a boolean is a configuration error

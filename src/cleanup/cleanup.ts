@@ -1,4 +1,6 @@
+import { lstatSync, realpathSync, unlinkSync } from 'node:fs';
 import { lstat, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { permissionAdvice } from '../shared/advice.js';
 import { resolveCleanupConfig, type CleanupConfig } from '../config/config.js';
@@ -8,7 +10,8 @@ import { createLog, formatBytes, type RunLog } from '../shared/log.js';
 import type { CleanupOptions, CleanupResult } from '../shared/options.js';
 import { elapsed, parentOf, toEntry } from '../engine/sync.js';
 import { walk, type Listing } from '../engine/walk.js';
-import { canonical } from '../config/paths.js';
+import { canonical, isInside } from '../config/paths.js';
+import { deadTempOwner } from '../engine/publish.js';
 import { DeleteGuard } from '../shared/delete-guard.js';
 
 /**
@@ -21,7 +24,8 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /**
  * Removes from dest what no longer belongs there: orphans (files whose source is gone) older than
  * `olderThanDays`, or, with `orphansOnly: false`, every file that old; our temp files left by an
- * interrupted sync (older than an hour); then folders left empty (never dest itself).
+ * interrupted sync (older than an hour); then folders left empty (never dest itself). In the
+ * source, only our temp files whose writer died (an upload killed mid-write).
  *
  * Safe first: it refuses orphan cleanup when the source is missing or holds no syncable file (an
  * unmounted disk must not empty the mirror), never follows a symlink, only touches files the
@@ -49,7 +53,7 @@ export async function cleanupOld(options: CleanupOptions = {}): Promise<CleanupR
 }
 
 function emptyResult(dryRun: boolean): CleanupResult {
-  return { status: 'ok', dryRun, removed: [], kept: 0, bytesFreed: 0, errors: [], durationMs: 0 };
+  return { status: 'ok', dryRun, removed: [], removedFromSource: [], kept: 0, bytesFreed: 0, errors: [], durationMs: 0 };
 }
 
 /** `temp`: a stale temp file of ours; `orphan`: its source is gone; `old`: old enough (`orphansOnly: false`). */
@@ -118,6 +122,7 @@ class CleanupRun {
         if (config.orphansOnly) await this.listSource();
         // A walk cut short by an abort is a partial listing: a source file left out of it would look orphaned.
         this.stopIfAborted();
+        await this.removeSourceTemps();
         await this.removeFiles(this.plan(dest));
         // Stopped: the folders this run emptied are left for the next one (cheap, and "stop" means stop).
         if (!signal?.aborted) await this.removeEmptyFolders(dest);
@@ -189,7 +194,7 @@ class CleanupRun {
   private async listSource(): Promise<void> {
     const { config } = this;
     const sourceReal = await realpath(config.source);
-    this.source = await walk(config.source, '', { extensions: config.extensions, sourceReal });
+    this.source = await walk(config.source, '', { extensions: config.extensions, sourceReal, temps: true });
     for (const e of this.source.errors) {
       this.fail(e.path, Object.assign(new Error(`In the source: ${e.message}; nothing under it is removed from dest`), { code: e.code }));
     }
@@ -210,6 +215,41 @@ class CleanupRun {
   /** Whether nothing under `rel` may be judged an orphan: the source folder holding it could not be read. */
   private underUnreadable(rel: string): boolean {
     return this.source?.unreadable.some((dir) => dir === '' || rel === dir || rel.startsWith(`${dir}/`)) ?? false;
+  }
+
+  /**
+   * Our temp files in the source whose writer died (an upload killed mid-write, `saveUpload`'s
+   * `.upload-sync-<pid>-….tmp`): removed by the dead-pid rule of the sync (`deadTempOwner`),
+   * checked again right before each unlink, as is the folder (still the real one under source).
+   * Not counted by `maxDelete` (garbage, never an upload). A live process's temp file stays.
+   */
+  private async removeSourceTemps(): Promise<void> {
+    const { config, log, result } = this;
+    const listing = this.source ?? (await walk(config.source, '', { extensions: config.extensions, temps: true, signal: this.signal }).catch(() => null));
+    if (listing === null || listing.temps.size === 0) return;
+    let sourceReal: string;
+    try {
+      sourceReal = realpathSync(config.source);
+    } catch {
+      return; // gone since the walk
+    }
+    for (const rel of [...listing.temps.keys()].sort()) {
+      const pid = deadTempOwner(basename(rel));
+      if (pid === null) continue; // its upload is still being written (or the name is not one of ours)
+      const abs = join(config.source, rel);
+      try {
+        const st = lstatSync(abs);
+        const folder = realpathSync(dirname(abs));
+        if (!st.isFile() || (folder !== sourceReal && !isInside(folder, sourceReal))) continue;
+        if (!config.dryRun) unlinkSync(abs);
+        this.handled++;
+        result.removedFromSource.push(rel);
+        result.bytesFreed += st.size;
+        log.info(`${config.dryRun ? 'Would remove' : 'Removed'} ${rel} from the source, a temp file of an upload that died (pid ${pid}, ${formatBytes(st.size)})`);
+      } catch (err) {
+        if (errorCode(err) !== 'ENOENT') this.fail(rel, Object.assign(new Error(`In the source: ${errorMessage(err)}`), { code: errorCode(err) }));
+      }
+    }
   }
 
   // -------------------------------------------------------------------------------------------

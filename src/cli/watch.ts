@@ -6,6 +6,14 @@ import { createWatcher, type WatcherError } from '../watch/watcher.js';
 import { hintsFor, type HintKind } from './hints.js';
 import { COMMON_HELP, EXIT, PATH_OPTIONS, formatDuration, pathOptions, showPath, type Command, type Values } from './shared.js';
 
+/**
+ * The exit code of `watch` when the environment disables sync: a code of its own (sysexits'
+ * EX_CONFIG), so PM2's `stop_exit_codes` can name it alone. Not 0: PM2 7 records a death by
+ * signal (`kill -9`, the OOM killer) as exit code 0, and a watcher stopped for good by that is a
+ * watcher that never mirrors again.
+ */
+export const EXIT_DISABLED = 78;
+
 /** Flags that set a watcher timing (each also has an env variable). */
 const TIMINGS = [
   ['stable-ms', 'stableMs'],
@@ -24,7 +32,8 @@ SIGINT or SIGTERM, then finishes the copy in flight and exits 0. Tells PM2 it is
 (process.send('ready'), for wait_ready) after the first sync.
 
 Follows the environment's enable rule: when it disables sync (no NODE_ENV=production nor
-ENABLE_UPLOAD_SYNC=true, or DISABLE_UPLOAD_SYNC=true), it says so and exits 0.
+ENABLE_UPLOAD_SYNC=true, or DISABLE_UPLOAD_SYNC=true), it says so and exits ${EXIT_DISABLED}: a code
+of its own, for PM2's stop_exit_codes: [${EXIT_DISABLED}] (not 0: PM2 records a death by signal as 0).
 
   --delete            also mirror deletions (default: UPLOAD_SYNC_DELETE)
   --polling           poll instead of native events (network filesystems)
@@ -69,7 +78,7 @@ async function runWatch(values: Values): Promise<number> {
   const watcher = createWatcher(options);
   if (!watcher.enabled) {
     say('INFO', 'Sync is disabled by the environment (DISABLE_UPLOAD_SYNC=true, or neither NODE_ENV=production nor ENABLE_UPLOAD_SYNC=true); not watching. Pass --force to watch anyway.');
-    return EXIT.OK;
+    return EXIT_DISABLED;
   }
 
   // chokidar keeps the process alive while it watches; this covers the moments it does not (a restart).

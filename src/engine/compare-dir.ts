@@ -73,7 +73,10 @@ class FolderComparison {
       return this.fail(rel, err, 'Cannot read dest folder: ');
     }
     for (const name of srcNames ?? []) {
-      if (isIgnoredName(name)) continue;
+      if (isIgnoredName(name)) {
+        if (isTempName(name)) this.out.sourceTemps.push(this.at(name)); // a file? checked where it is removed
+        continue;
+      }
       const dst: DestEntry = dstNames.delete(name) ? 'listed' : undefined;
       try {
         const src = lstatOf(this.src(this.at(name)));

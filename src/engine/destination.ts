@@ -26,6 +26,8 @@ export interface Destination {
   drain(): Promise<void>;
   /** Removes temp files of processes that died mid-copy; returns what it removed. */
   removeDeadTemps(rels: readonly string[]): Array<{ rel: string; pid: number }>;
+  /** Removes the source's temp files (relative to source) of processes that died mid-write (an upload); returns what it removed. */
+  removeDeadSourceTemps(rels: readonly string[]): Array<{ rel: string; pid: number }>;
   /** Prunes the noted folders that are empty, deepest first, then sets the noted folder modes. Returns the folders removed. */
   finish(fail: (rel: string, err: unknown) => void): string[];
 }

@@ -35,6 +35,7 @@ export class Executor {
     for await (const found of batches) {
       this.report.absorb(found);
       if (!this.dryRun && found.temps.length > 0) this.removeDeadTemps(found.temps);
+      if (!this.dryRun && found.sourceTemps.length > 0) this.removeDeadSourceTemps(found.sourceTemps);
       const copies: CopyJob[] = [];
       for (const action of found.actions) {
         if (this.signal?.aborted) break;
@@ -114,6 +115,14 @@ export class Executor {
     if (outcome.status === 'copied') this.report.copied(job);
     else if (outcome.status === 'gone') this.report.gone(job);
     else if (outcome.status === 'failed') this.report.copyFailed(job, Object.assign(new Error(outcome.message), { code: outcome.code }));
+  }
+
+  private removeDeadSourceTemps(rels: readonly string[]): void {
+    try {
+      for (const { rel, pid } of this.dest.removeDeadSourceTemps(rels)) this.report.note(`Removed ${rel} from the source, a temp file of an upload that died (pid ${pid})`);
+    } catch (err) {
+      this.report.warn((err as Error).message);
+    }
   }
 
   private removeDeadTemps(rels: readonly string[]): void {

@@ -10,7 +10,7 @@ import type { DeleteGuard, Removal } from '../shared/delete-guard.js';
 import type { Destination } from './destination.js';
 import type { Helper } from './helper.js';
 import type { Action, CopyJob } from './plan-types.js';
-import { isAlive, isTempOfThread, publishJob, publishJobSync, tempOwnerPid, type PublishOptions, type PublishOutcome } from './publish.js';
+import { deadTempOwner, isTempOfThread, publishJob, publishJobSync, type PublishOptions, type PublishOutcome } from './publish.js';
 
 /** Owner read, write and search: what the run needs of a folder it fills. */
 const OWNER_RWX = 0o700;
@@ -173,19 +173,11 @@ export class LocalDest implements Destination {
   }
 
   removeDeadTemps(rels: readonly string[]): Array<{ rel: string; pid: number }> {
-    const removed: Array<{ rel: string; pid: number }> = [];
-    for (const rel of rels) {
-      const pid = tempOwnerPid(basename(rel));
-      if (pid === null || pid === process.pid || isAlive(pid)) continue;
-      try {
-        this.open(parentOf(rel));
-        unlinkSync(join(this.o.dest, rel));
-        removed.push({ rel, pid });
-      } catch (err) {
-        if (errorCode(err) !== 'ENOENT') throw new Error(`Could not remove the stale temp file ${rel}: ${errorMessage(err)}`);
-      }
-    }
-    return removed;
+    return removeDead(this.o.dest, rels, (rel) => this.open(parentOf(rel)));
+  }
+
+  removeDeadSourceTemps(rels: readonly string[]): Array<{ rel: string; pid: number }> {
+    return removeDead(this.o.source, rels); // the source's folders are never opened (chmod-ed) by a sync
   }
 
   finish(fail: (rel: string, err: unknown) => void): string[] {
@@ -253,6 +245,24 @@ export class LocalDest implements Destination {
     const tracked = task.finally(() => this.inFlight.delete(tracked));
     this.inFlight.add(tracked);
   }
+}
+
+/** Removes the temp files under `root` whose writer died (`deadTempOwner`), the rule checked right before each unlink. */
+function removeDead(root: string, rels: readonly string[], before?: (rel: string) => void): Array<{ rel: string; pid: number }> {
+  const removed: Array<{ rel: string; pid: number }> = [];
+  for (const rel of rels) {
+    const pid = deadTempOwner(basename(rel));
+    if (pid === null) continue;
+    try {
+      if (!lstatSync(join(root, rel)).isFile()) continue; // a folder or a symlink under such a name: not ours
+      before?.(rel);
+      unlinkSync(join(root, rel));
+      removed.push({ rel, pid });
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw new Error(`Could not remove the stale temp file ${rel}: ${errorMessage(err)}`);
+    }
+  }
+  return removed;
 }
 
 const depth = (rel: string) => (rel === '' ? 0 : rel.split('/').length);

@@ -65,6 +65,8 @@ export interface Findings {
   young: string[];
   /** Our temp files found in dest (a dead process's are removed). */
   temps: string[];
+  /** Our temp files found in source (a full run only): an upload killed mid-write left them; a dead process's are removed. */
+  sourceTemps: string[];
 }
 
 /** One folder's comparison: its findings and the folders below it still to compare. */
@@ -73,7 +75,7 @@ export interface FolderResult extends Findings {
 }
 
 export function emptyFindings(): Findings {
-  return { actions: [], unchanged: 0, skipped: 0, errors: [], skippedLinks: [], young: [], temps: [] };
+  return { actions: [], unchanged: 0, skipped: 0, errors: [], skippedLinks: [], young: [], temps: [], sourceTemps: [] };
 }
 
 /** Appends `from` to `into` (item by item: a large list would overflow `push(...)`). */
@@ -85,10 +87,11 @@ export function mergeFindings(into: Findings, from: Findings): void {
   for (const s of from.skippedLinks) into.skippedLinks.push(s);
   for (const y of from.young) into.young.push(y);
   for (const t of from.temps) into.temps.push(t);
+  for (const t of from.sourceTemps) into.sourceTemps.push(t);
 }
 
 export function findingsSize(f: Findings): number {
-  return f.actions.length + f.errors.length + f.skippedLinks.length + f.young.length + f.temps.length;
+  return f.actions.length + f.errors.length + f.skippedLinks.length + f.young.length + f.temps.length + f.sourceTemps.length;
 }
 
 /** What a comparison needs: plain data, so the helper thread gets the same. */

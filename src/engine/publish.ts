@@ -45,6 +45,17 @@ export function tempOwnerPid(name: string): number | null {
   return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
 }
 
+/**
+ * The dead-pid rule, for our temp files in dest and in source alike: the pid of the process that
+ * wrote the temp file `name` when that process is gone (it died mid-copy or mid-upload), else
+ * `null`: a live process's temp file (this one's included) is never touched, nor a name we did
+ * not make. Pids are per machine (and per pid namespace): see the README.
+ */
+export function deadTempOwner(name: string): number | null {
+  const pid = tempOwnerPid(name);
+  return pid === null || pid === process.pid || isAlive(pid) ? null : pid;
+}
+
 /** Whether a process with this pid exists on this machine (EPERM: it exists, owned by another user). */
 export function isAlive(pid: number): boolean {
   try {

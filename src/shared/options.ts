@@ -191,6 +191,12 @@ export interface CleanupResult {
   dryRun: boolean;
   /** Files removed (or that would be, in a dry run): relative to dest, `/`-separated, sorted. Folders are not listed. */
   removed: string[];
+  /**
+   * Our temp files removed from the source (or that would be): relative to source, sorted. An
+   * upload killed mid-write leaves one; it goes once the process that wrote it is gone (a live
+   * process's is never touched).
+   */
+  removedFromSource: string[];
   /** Files looked at and left in place: still wanted, too recent, over the cap, or failed. */
   kept: number;
   /** Sum of the sizes of the removed files. */
