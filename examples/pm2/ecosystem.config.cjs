@@ -2,9 +2,16 @@
 //
 //   pm2 start ecosystem.config.cjs                          # every app
 //   pm2 start ecosystem.config.cjs --only upload-watcher    # the watcher alone
+//   ./deploy.sh                                             # a deploy: build, sync and clean the mirror, reload
 //
 // The web app serves .next/standalone; the watcher mirrors each new upload from public/uploads
-// into .next/standalone/public/uploads (the standalone server's public folder).
+// into .next/standalone/public/uploads (the standalone server's public folder). There is no
+// scheduled cleanup app: cleanup deletes from the mirror, and the running server answers 500 for
+// a file it listed at startup that is gone. It runs in deploy.sh, before the restart.
+
+/** What `upload-sync watch` (and upload-watcher.mjs) exits with when the environment disables sync. */
+const DISABLED_BY_ENV = 78;
+
 module.exports = {
   apps: [
     {
@@ -13,6 +20,18 @@ module.exports = {
       script: '.next/standalone/server.js',
       exec_mode: 'cluster',
       instances: 'max',
+      // `pm2 reload web` starts a new worker per instance, one at a time, and once it listens sends
+      // the old one SIGINT. Next's standalone server then stops taking connections, lets the
+      // requests in flight finish (an upload on a slow connection), and exits. PM2 sends SIGKILL
+      // after kill_timeout (1.6 s by default: uploads in flight were cut): room for the longest
+      // upload you accept. Leave NEXT_MANUAL_SIG_HANDLE unset (it turns Next's handler off).
+      kill_timeout: 30_000,
+      // How long a new worker may take to listen before PM2 stops the old one anyway (3 s by
+      // default). No wait_ready: Next never sends 'ready'; PM2 waits for it to listen.
+      listen_timeout: 15_000,
+      // A closing worker answers `Connection: close`, so keep-alive clients move to the new
+      // workers instead of holding the old one until kill_timeout (see graceful-http.cjs).
+      node_args: ['--require', `${__dirname}/graceful-http.cjs`],
       env: { NODE_ENV: 'production', PORT: '3000', HOSTNAME: '0.0.0.0' },
     },
     {
@@ -27,9 +46,11 @@ module.exports = {
       // pm2 stop sends SIGINT: the watcher finishes the copy in flight, then exits 0. SIGKILL only after this.
       kill_timeout: 30_000,
       max_memory_restart: '300M',
-      // Exit code 0 is a deliberate stop (sync disabled by the environment): no restart loop.
-      // (No restart_delay/exp_backoff_restart_delay: PM2 7 then shows such a stop as 'waiting restart'.)
-      stop_exit_codes: [0],
+      // Only "disabled by the environment" is a deliberate stop (no restart loop). Never 0 here:
+      // PM2 records a death by signal (kill -9, the OOM killer) as exit code 0, and the watcher
+      // would then stay stopped for good. (No restart_delay/exp_backoff_restart_delay: PM2 7 then
+      // shows such a stop as 'waiting restart'.)
+      stop_exit_codes: [DISABLED_BY_ENV],
       out_file: 'logs/upload-watcher.out.log',
       error_file: 'logs/upload-watcher.err.log',
       merge_logs: true, // exactly these file names (no -0 suffix)
@@ -38,29 +59,6 @@ module.exports = {
         NODE_ENV: 'production',
         // UPLOAD_SYNC_EXTENSIONS: 'audio',
         // UPLOAD_SYNC_STABLE_MS: '1000',
-        // UPLOAD_SYNC_LOG_FILE: 'logs/upload-sync.log',
-      },
-    },
-    {
-      // Once a day (03:30), remove from the mirror the orphans older than 30 days, the temp files of
-      // interrupted syncs and the folders left empty. cron_restart starts it, autorestart: false
-      // lets it exit when done: PM2 shows it 'stopped' until the next day. `pm2 start` also runs it
-      // once at once. Try `upload-sync cleanup --dry-run` by hand first.
-      name: 'upload-cleanup',
-      cwd: __dirname,
-      script: 'node_modules/upload-sync/dist/cli.js',
-      args: 'cleanup',
-      exec_mode: 'fork',
-      cron_restart: '30 3 * * *',
-      autorestart: false,
-      out_file: 'logs/upload-cleanup.out.log',
-      error_file: 'logs/upload-cleanup.err.log',
-      merge_logs: true,
-      time: true,
-      env: {
-        NODE_ENV: 'production',
-        // UPLOAD_SYNC_CLEANUP_DAYS: '30',
-        // UPLOAD_SYNC_MAX_DELETE: '500', // a cap per run: a surprise stops at 500 files (exit 1)
         // UPLOAD_SYNC_LOG_FILE: 'logs/upload-sync.log',
       },
     },

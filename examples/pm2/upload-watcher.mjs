@@ -8,9 +8,10 @@ const log = (level, message) => (level === 'info' ? process.stdout : process.std
 const watcher = createWatcher();
 
 if (!watcher.enabled) {
-  // Exit 0: the ecosystem file's stop_exit_codes keeps PM2 from restarting it.
+  // Exit 78, as `upload-sync watch` does: the ecosystem file's stop_exit_codes names this code
+  // alone, so PM2 does not restart it, yet restarts a watcher killed by a signal (PM2 records that as 0).
   log('info', 'upload-sync is disabled by the environment (set NODE_ENV=production or ENABLE_UPLOAD_SYNC=true); not watching');
-  process.exit(0);
+  process.exit(78);
 }
 
 watcher.on('sync', (r) => {

@@ -1,0 +1,34 @@
+// Preloaded into the `web` app (ecosystem.config.cjs: node_args --require): lets a worker that was
+// told to stop (pm2 reload, pm2 stop) drain its keep-alive connections too.
+//
+// Next's standalone server stops on SIGINT/SIGTERM with Node's `server.close()`: no new
+// connections, the requests in flight finish. But Node keeps answering `Connection: keep-alive`
+// on the connections it already has, so a client that keeps sending (a browser, a proxy with
+// upstream keep-alive, an audio player's range requests) keeps the old worker alive until PM2's
+// kill_timeout, and PM2's SIGKILL then cuts whatever it is serving. With this file, every answer
+// a closing server gives says `Connection: close` (answers already under way too, when their
+// headers are not sent yet), so each client's next request opens a new connection, which goes to
+// a new worker. Nothing changes until the server is closing.
+'use strict';
+const { Server } = require('node:http');
+
+const listen = Server.prototype.listen;
+Server.prototype.listen = function listenAndTrack(...args) {
+  if (!this.__drainKeepAlive) {
+    this.__drainKeepAlive = true;
+    const open = new Set();
+    let closing = false;
+    this.prependListener('request', (req, res) => {
+      if (closing) res.shouldKeepAlive = false;
+      open.add(res);
+      res.once('close', () => open.delete(res));
+    });
+    const close = this.close;
+    this.close = function closeAndDrain(...closeArgs) {
+      closing = true;
+      for (const res of open) if (!res.headersSent) res.shouldKeepAlive = false;
+      return close.apply(this, closeArgs);
+    };
+  }
+  return listen.apply(this, args);
+};
