@@ -2,8 +2,8 @@
 // `npm run bench`: upload-sync against rsync and cp, side by side in one run, medians and ratios
 // as a markdown table. Generates its trees in a temp folder, installs nothing, deletes all at the end.
 //
-//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync,upload-rss-next,route] [--small]
-//   (upload-rss-next is not in the default list: it installs the example app's dependencies and builds it)
+//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync,upload-rss-next,route,pm2-reload-next] [--small]
+//   (upload-rss-next and pm2-reload-next are not in the default list: they install the example app's dependencies and build it)
 //
 // `route` (bench/route.mjs) builds examples/next-app standalone with the packed library (it needs
 // the npm registry or a warm npm cache, like the Next e2e test), then measures 64 KiB ranged GETs
@@ -315,6 +315,7 @@ if (ONLY.has('rss')) {
 }
 if (ONLY.has('upload-rss')) await uploadRss(work, rows, { sizeMB: values.small ? 200 : 2048 });
 if (ONLY.has('upload-rss-next')) await uploadRssNext(work, rows, { sizeMB: values.small ? 200 : 2048 });
+if (ONLY.has('pm2-reload-next')) await (await import('./pm2-reload.mjs')).pm2ReloadNext(work, rows);
 if (ONLY.has('upload-fsync')) uploadFsync(work, rows);
 if (ONLY.has('route')) {
   const r = await routeBench({

@@ -8,7 +8,11 @@
 // kill_timeout, and PM2's SIGKILL then cuts whatever it is serving. With this file, every answer
 // a closing server gives says `Connection: close` (answers already under way too, when their
 // headers are not sent yet), so each client's next request opens a new connection, which goes to
-// a new worker. Nothing changes until the server is closing.
+// a new worker. And `close()` no longer drops the idle connections at once: a client may be
+// sending on one at that very moment, and gets a reset (seen: 1 GET in 1,234). An idle
+// connection either carries one more request (answered with `Connection: close`) or ends at the
+// server's keep-alive timeout, which clients know from the `Keep-Alive: timeout=5` header and
+// stop reusing before. Nothing changes until the server is closing.
 'use strict';
 const { Server } = require('node:http');
 
@@ -27,6 +31,7 @@ Server.prototype.listen = function listenAndTrack(...args) {
     this.close = function closeAndDrain(...closeArgs) {
       closing = true;
       for (const res of open) if (!res.headersSent) res.shouldKeepAlive = false;
+      this.closeIdleConnections = () => undefined; // what Node's close() calls first (see above)
       return close.apply(this, closeArgs);
     };
   }
