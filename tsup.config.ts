@@ -42,9 +42,11 @@ export default defineConfig([
     ...common,
     entry: { cli: 'src/cli.ts' },
     format: ['esm'],
-    // Dependencies bundled in (but chokidar, loaded only by `watch`): resolving packages is most of
+    // Dependencies bundled in (but chokidar, loaded only by `watch`, and the optional AWS SDK): resolving packages is most of
     // what a CLI start costs beyond Node's own, and a no-op sync is that start plus a few ms.
-    noExternal: [/^(?!chokidar$)/],
+    noExternal: [/^(?!chokidar$|@aws-sdk\/)/],
+    // The AWS SDK is an optional peer dependency: loaded from the app's node_modules, never bundled.
+    external: [/^@aws-sdk\//],
     // The bundled CommonJS dependencies require() Node's built-ins: give the ESM bundle a require.
     banner: { js: "#!/usr/bin/env node\nimport { createRequire as __createRequire } from 'node:module';\nconst require = __createRequire(import.meta.url);" },
     define: esmDefine,

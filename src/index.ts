@@ -4,8 +4,10 @@ export { createWatcher } from './watch/watcher.js';
 export type { UploadWatcher, WatcherError, WatcherEventMap, WatcherStats } from './watch/watcher.js';
 export { resolveConfig, resolveServeConfig, resolveSyncConfig, resolveWatchConfig, resolveCleanupConfig } from './config/config.js';
 export { isSyncEnabled, AUDIO_EXTENSIONS } from './config/parse.js';
-export type { ResolvedConfig, Env, PathsConfig, ServeConfig, RunConfig, SyncConfig, WatchConfig, CleanupConfig } from './config/config.js';
+export type { ResolvedConfig, Env, PathsConfig, ServeConfig, RunConfig, SyncConfig, WatchConfig, CleanupConfig, StoreConfig } from './config/config.js';
 export { UploadSyncError } from './shared/errors.js';
+export { openStore, S3Store } from './store/s3-store.js';
+export type { StoreEntry, StoreHead, PutOptions, PutResult, GetOptions, GetResult, DeleteResult, StoreTuning } from './store/s3-store.js';
 export type { UploadSyncErrorCode } from './shared/errors.js';
 export type {
   CleanupOptions,
@@ -13,6 +15,8 @@ export type {
   CommonOptions,
   ExtensionsOption,
   Logger,
+  S3ClientLike,
+  StoreOption,
   Strategy,
   SyncErrorEntry,
   SyncOptions,

@@ -12,8 +12,10 @@ import {
   parsePath, parseStrategy, readEnv, type Env, type Origin,
 } from './parse.js';
 import { checkFolders, checkLockDir, resolveRoot } from './paths.js';
+import { resolveStore, type StoreConfig } from './store.js';
 
 export type { Env } from './parse.js';
+export type { StoreConfig } from './store.js';
 
 /** Where the uploads are, and which of them the library handles: what every subsystem reads. */
 export interface PathsConfig {
@@ -24,6 +26,8 @@ export interface PathsConfig {
   readonly extensions: ReadonlySet<string> | null;
   readonly logFile: string | null;
   readonly logger: Logger | null;
+  /** The shared store in a bucket (`store`, `UPLOAD_SYNC_STORE`), `null` without one. Not used by any subsystem yet. */
+  readonly store: StoreConfig | null;
 }
 
 /** What `createUploadsRoute` and the saving part of `saveUpload` read. */
@@ -135,7 +139,8 @@ function pathsOf(s: Settings): PathsConfig {
   if (logger !== null && !['info', 'warn', 'error'].every((m) => typeof (logger as unknown as Record<string, unknown>)[m] === 'function')) {
     fail(option('logger'), 'an object with info, warn and error functions', logger);
   }
-  return { root, source, dest, extensions: s.get('extensions', 'UPLOAD_SYNC_EXTENSIONS', parseExtensions, null), logFile, logger };
+  const store = resolveStore(s.option('store'), s.env);
+  return { root, source, dest, extensions: s.get('extensions', 'UPLOAD_SYNC_EXTENSIONS', parseExtensions, null), logFile, logger, store };
 }
 
 function runOf(s: Settings): RunConfig {

@@ -18,6 +18,7 @@ export type UploadSyncErrorCode =
   | 'ERR_MALFORMED'
   | 'ERR_NO_FILE'
   | 'ERR_LIMIT'
+  | 'ERR_STORE'
   | 'ELOCKED'
   | 'ERR_LOCK_COMPROMISED';
 

@@ -16,6 +16,26 @@ export type ExtensionsOption = '*' | 'audio' | string | readonly string[];
 /** How a file reaches the mirror. */
 export type Strategy = 'copy' | 'hardlink';
 
+/**
+ * What the library needs of an `S3Client` from `@aws-sdk/client-s3` (v3): its `send`. Typed
+ * structurally so that the library's types do not require the SDK to be installed.
+ */
+export interface S3ClientLike {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  send(command: any, options?: any): Promise<any>;
+}
+
+/**
+ * An S3-compatible bucket as the shared store of the uploads (several app servers): `s3://bucket/optional/prefix`,
+ * or `{ bucket, prefix?, client? }` with your own `S3Client` (used as it is, its checksum settings included).
+ * Without `client`, endpoint, region and credentials come from the AWS SDK's environment
+ * (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`),
+ * path-style addressing from `UPLOAD_SYNC_S3_PATH_STYLE=true`, and checksums are `WHEN_REQUIRED`
+ * (the SDK's newer defaults break most S3-compatible servers). Needs the optional peer dependency
+ * `@aws-sdk/client-s3` (and `@aws-sdk/s3-request-presigner` for presigned URLs).
+ */
+export type StoreOption = string | { bucket: string; prefix?: string; client?: S3ClientLike };
+
 /** Options every part of the library shares (`syncUploads`, `createWatcher`, `cleanupOld`). */
 export interface CommonOptions {
   /**
@@ -61,6 +81,11 @@ export interface CommonOptions {
    * @default 30000
    */
   lockTimeoutMs?: number;
+  /**
+   * The shared store in an S3-compatible bucket (in progress: parsed and validated, not used yet).
+   * @default env `UPLOAD_SYNC_STORE`, else none
+   */
+  store?: StoreOption;
 }
 
 /** Options of `syncUploads`. */

@@ -1,0 +1,418 @@
+/**
+ * The primitives of a store in an S3-compatible bucket (issue 12), for push/pull, saving into the
+ * bucket and serving from it: list, head, put, get, deleteMany, presignGet. Every method takes a
+ * path relative to the store's prefix (see keys.ts); every failure is an `UploadSyncError`:
+ * `ERR_STORE` for the bucket's own errors (the status and S3 code in the message, the SDK's error
+ * as `cause`), `ERR_EXISTS`, `ERR_TOO_LARGE`, `ERR_ABORTED`, `ERR_INVALID_NAME`, `ERR_CONFIG`.
+ */
+import type { Readable } from 'node:stream';
+import { resolveStore, type StoreConfig } from '../config/store.js';
+import type { Env } from '../config/parse.js';
+import { UploadSyncError, errorMessage } from '../shared/errors.js';
+import type { S3ClientLike, StoreOption } from '../shared/options.js';
+import { formatMtime, keyOf, listPrefixOf, parseMtime, pathOfKey } from './keys.js';
+import { uploadMultipart } from './multipart.js';
+import { loadPresigner, loadS3Sdk, type S3Sdk } from './sdk.js';
+import { aborted, PartSource } from './source.js';
+
+/** One object of a listing. */
+export interface StoreEntry {
+  /** The full object key. */
+  readonly key: string;
+  /** The key relative to the store's prefix (not checked: a bucket may hold keys no file could have). */
+  readonly path: string;
+  readonly size: number;
+  /** When the object was written to the bucket (not the file's mtime: see {@link S3Store.head}). */
+  readonly lastModified: Date;
+  /** As the server sends it, quotes included. */
+  readonly etag: string;
+}
+
+/** What a HEAD tells. */
+export interface StoreHead {
+  readonly size: number;
+  /** The source file's mtime kept in `x-amz-meta-mtime` (ms since the epoch, µs precision); `null` without it. */
+  readonly mtimeMs: number | null;
+  /** As the server sends it, quotes included. Multipart objects have a `-N` suffix. */
+  readonly etag: string;
+  readonly contentType: string | null;
+  readonly lastModified: Date | null;
+}
+
+export interface PutOptions {
+  /** The source file's mtime, kept in `x-amz-meta-mtime` (the quick check of push/pull compares it). */
+  mtimeMs?: number;
+  contentType?: string;
+  /**
+   * Never overwrite: `ERR_EXISTS` when the key exists. A single PutObject sends `If-None-Match: *`
+   * (atomic where the server honours it: AWS S3, Ceph RGW, R2). A multipart upload HEADs the key
+   * just before CompleteMultipartUpload and also sends `If-None-Match: *` on it: AWS S3 honours that
+   * atomically; Ceph RGW 16 ignores it, so there the HEAD is the only guard and a writer completing
+   * between the HEAD and our Complete is overwritten (a race of milliseconds).
+   */
+  ifNoneMatch?: boolean;
+  /** Aborts the upload: `ERR_ABORTED`, and nothing is left in the bucket (the multipart upload is aborted). */
+  signal?: AbortSignal;
+  /** `ERR_TOO_LARGE` as soon as more bytes than this arrive; nothing is left in the bucket. */
+  maxBytes?: number;
+}
+
+export interface PutResult {
+  readonly key: string;
+  readonly size: number;
+  /** From the PutObject answer, or from a HEAD after a multipart upload (Ceph answers an empty ETag to Complete). */
+  readonly etag: string;
+  /** 0 for a single PutObject, else the number of parts. */
+  readonly parts: number;
+}
+
+export interface GetOptions {
+  /** An HTTP Range header value, e.g. `bytes=0-99`, `bytes=-500`. */
+  range?: string;
+  ifNoneMatch?: string;
+  ifModifiedSince?: Date;
+  ifMatch?: string;
+  ifUnmodifiedSince?: Date;
+  signal?: AbortSignal;
+}
+
+/**
+ * A GET's answer: `body` for 200 and 206, `null` for 304, 404, 412 and 416 (which are answers, not
+ * errors). Header names are lower-case: `content-length`, `content-range`, `content-type`, `etag`,
+ * `last-modified`, `accept-ranges`, `x-amz-meta-mtime`, those the server sent. The gateway's own 416
+ * carries no `Content-Range` (Ceph): HEAD for the size when `bytes *\/size` is needed.
+ */
+export interface GetResult {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Readable | null;
+}
+
+export interface DeleteResult {
+  /** Paths deleted (or already absent: S3 does not tell them apart). */
+  readonly deleted: string[];
+  readonly errors: { readonly path: string; readonly key: string; readonly code: string; readonly message: string }[];
+}
+
+/** How large and how many parts a multipart upload holds in memory at most: `partSize × (queueSize + 1)`. */
+export interface StoreTuning {
+  /** At least 5 MiB (S3's minimum for every part but the last). @default 8 MiB */
+  partSize?: number;
+  /** Parts sent at once. @default 2 */
+  queueSize?: number;
+}
+
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+export const DEFAULT_QUEUE_SIZE = 2;
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+const LIST_PAGE = 1000;
+const DELETE_BATCH = 1000;
+
+interface SdkError {
+  name?: string;
+  Code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+  $response?: { headers?: Record<string, string> };
+}
+
+const statusOf = (err: unknown): number | undefined => (err as SdkError | null)?.$metadata?.httpStatusCode;
+
+/**
+ * Opens a store (experimental: the primitives push/pull, saving and serving from a bucket are being
+ * built on): `s3://bucket/prefix` or `{ bucket, prefix?, client? }`, with the AWS variables of
+ * `options.env` (default `process.env`). Loads `@aws-sdk/client-s3` on first use.
+ * @throws UploadSyncError `ERR_CONFIG` for a bad store, or when the SDK is not installed (saying what to install).
+ */
+export async function openStore(store: StoreOption, options: StoreTuning & { env?: Env } = {}): Promise<S3Store> {
+  const config = resolveStore(store, options.env ?? process.env);
+  if (config === null) throw new UploadSyncError('ERR_CONFIG', 'openStore needs a store: "s3://bucket/prefix" or { bucket, prefix?, client? }');
+  return await storeFromConfig(config, options);
+}
+
+/**
+ * Opens the store of a resolved config: loads the SDK (`ERR_CONFIG` saying what to install when it
+ * is missing) and builds a client from the config's endpoint, region, credentials and path style,
+ * with `WHEN_REQUIRED` checksums, unless the config carries the user's own client.
+ */
+export async function storeFromConfig(config: StoreConfig, tuning: StoreTuning = {}): Promise<S3Store> {
+  const sdk = await loadS3Sdk();
+  let client: S3ClientLike | null = config.client;
+  let owned = false;
+  if (client === null) {
+    owned = true;
+    client = new sdk.S3Client({
+      ...(config.endpoint === null ? {} : { endpoint: config.endpoint }),
+      ...(config.region !== null ? { region: config.region } : config.endpoint !== null ? { region: 'us-east-1' } : {}),
+      // A copy: the SDK writes into the credentials object it is given, and the config is frozen.
+      ...(config.credentials === null ? {} : { credentials: { ...config.credentials } }),
+      forcePathStyle: config.pathStyle,
+      // Since 3.729 the SDK adds CRC checksums (and aws-chunked bodies) by default, which R2, B2,
+      // MinIO and Ceph refuse or store wrongly: only where an operation requires one.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+  return new S3Store(sdk, client, config.bucket, config.prefix, tuning, owned);
+}
+
+export class S3Store {
+  readonly partSize: number;
+  readonly queueSize: number;
+
+  /** The SDK module; typed `object` in the constructor so the library's types never need the SDK installed. */
+  private readonly sdk: S3Sdk;
+
+  constructor(
+    sdk: object,
+    readonly client: S3ClientLike,
+    readonly bucket: string,
+    readonly prefix: string,
+    tuning: StoreTuning = {},
+    private readonly ownsClient = false,
+  ) {
+    this.sdk = sdk as S3Sdk;
+    this.partSize = Math.max(MIN_PART_SIZE, tuning.partSize ?? DEFAULT_PART_SIZE);
+    this.queueSize = Math.max(1, tuning.queueSize ?? DEFAULT_QUEUE_SIZE);
+  }
+
+  /** The object key of a relative path (`ERR_INVALID_NAME` for a path no file could have). */
+  key(path: string): string {
+    return keyOf(this.prefix, path);
+  }
+
+  /**
+   * Every object whose path starts with `prefix` (`''`: the whole store; `'a/'`: the folder `a`),
+   * one page of up to 1,000 per iteration, in key order (ListObjectsV2).
+   */
+  async *list(prefix = '', options: { signal?: AbortSignal } = {}): AsyncGenerator<StoreEntry[]> {
+    const Prefix = listPrefixOf(this.prefix, prefix);
+    let ContinuationToken: string | undefined;
+    do {
+      const out = (await this.send(new this.sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: Prefix === '' ? undefined : Prefix, ContinuationToken, MaxKeys: LIST_PAGE }), options.signal)) as {
+        Contents?: { Key?: string; Size?: number; LastModified?: Date; ETag?: string }[];
+        IsTruncated?: boolean;
+        NextContinuationToken?: string;
+      };
+      const page: StoreEntry[] = [];
+      for (const o of out.Contents ?? []) {
+        if (o.Key === undefined) continue;
+        if (this.prefix !== '' && !o.Key.startsWith(`${this.prefix}/`)) continue;
+        page.push({ key: o.Key, path: pathOfKey(this.prefix, o.Key), size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0), etag: o.ETag ?? '' });
+      }
+      yield page;
+      ContinuationToken = out.IsTruncated === true ? out.NextContinuationToken : undefined;
+    } while (ContinuationToken !== undefined);
+  }
+
+  /** The object's size, source mtime, ETag and type; `null` when there is no such object. */
+  async head(path: string, options: { signal?: AbortSignal } = {}): Promise<StoreHead | null> {
+    const key = this.key(path);
+    try {
+      const out = (await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: options.signal })) as {
+        ContentLength?: number;
+        ETag?: string;
+        ContentType?: string;
+        LastModified?: Date;
+        Metadata?: Record<string, string>;
+      };
+      return {
+        size: out.ContentLength ?? 0,
+        mtimeMs: parseMtime(out.Metadata?.mtime),
+        etag: out.ETag ?? '',
+        contentType: out.ContentType ?? null,
+        lastModified: out.LastModified ?? null,
+      };
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw this.mapError(err, key, options.signal);
+    }
+  }
+
+  /**
+   * Writes the bytes of `body` as the object `path`. The first `partSize` bytes are read first: a
+   * body that ends within them goes in one PutObject (its length is then known); a longer one, or
+   * one of unknown length, becomes a multipart upload written as its bytes arrive (see
+   * multipart.ts: memory bounded by `partSize × (queueSize + 1)`, aborted on any failure).
+   * @throws UploadSyncError `ERR_EXISTS` (`ifNoneMatch`), `ERR_TOO_LARGE` (`maxBytes`), `ERR_ABORTED`,
+   * `ERR_STORE`; in each case nothing is left in the bucket (no object, no pending upload).
+   */
+  async put(path: string, body: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
+    const key = this.key(path);
+    const { signal, ifNoneMatch = false } = options;
+    if (signal?.aborted === true) throw aborted(signal);
+    const metadata: Record<string, string> = options.mtimeMs === undefined ? {} : { mtime: formatMtime(options.mtimeMs) };
+    const source = new PartSource(body, options.maxBytes ?? Infinity, signal);
+    const first = Buffer.allocUnsafeSlow(this.partSize);
+    let n: number;
+    try {
+      n = await source.fill(first);
+    } catch (err) {
+      source.close();
+      throw err;
+    }
+    if (source.done) {
+      const bytes = first.subarray(0, n);
+      try {
+        const out = (await this.client.send(
+          new this.sdk.PutObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            Body: bytes,
+            ContentLength: n,
+            Metadata: metadata,
+            ContentType: options.contentType,
+            ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+          }),
+          { abortSignal: signal },
+        )) as { ETag?: string };
+        const etag = out.ETag !== undefined && out.ETag !== '' ? out.ETag : ((await this.head(path))?.etag ?? '');
+        return { key, size: n, etag, parts: 0 };
+      } catch (err) {
+        // A PutObject is one request with the whole body: aborted, it either reached the server
+        // whole or not at all (never a partial object). Not deleted here: that could delete the
+        // object it was replacing.
+        throw this.mapError(err, key, signal);
+      }
+    }
+    const parts = await uploadMultipart(
+      {
+        sdk: this.sdk,
+        client: this.client,
+        bucket: this.bucket,
+        key,
+        partSize: this.partSize,
+        queueSize: this.queueSize,
+        metadata,
+        contentType: options.contentType,
+        ifNoneMatch,
+        exists: async () => (await this.head(path)) !== null,
+        mapError: (err) => this.mapError(err, key, signal),
+      },
+      source,
+      first,
+      signal,
+    );
+    const head = await this.head(path); // Ceph answers an empty ETag to CompleteMultipartUpload
+    return { key, size: source.total, etag: head?.etag ?? '', parts };
+  }
+
+  /**
+   * Reads the object `path`, passing the Range and conditional headers to the server. 304, 404, 412
+   * and 416 are answers (`body: null`), not errors. Consume or destroy `body`.
+   */
+  async get(path: string, options: GetOptions = {}): Promise<GetResult> {
+    const key = this.key(path);
+    try {
+      const out = (await this.client.send(
+        new this.sdk.GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Range: options.range,
+          IfNoneMatch: options.ifNoneMatch,
+          IfModifiedSince: options.ifModifiedSince,
+          IfMatch: options.ifMatch,
+          IfUnmodifiedSince: options.ifUnmodifiedSince,
+        }),
+        { abortSignal: options.signal },
+      )) as {
+        $metadata: { httpStatusCode?: number };
+        Body?: Readable;
+        ContentLength?: number;
+        ContentRange?: string;
+        ContentType?: string;
+        ETag?: string;
+        LastModified?: Date;
+        AcceptRanges?: string;
+        Metadata?: Record<string, string>;
+      };
+      const headers: Record<string, string> = {};
+      if (out.ContentLength !== undefined) headers['content-length'] = String(out.ContentLength);
+      if (out.ContentRange !== undefined) headers['content-range'] = out.ContentRange;
+      if (out.ContentType !== undefined) headers['content-type'] = out.ContentType;
+      if (out.ETag !== undefined) headers.etag = out.ETag;
+      if (out.LastModified !== undefined) headers['last-modified'] = out.LastModified.toUTCString();
+      if (out.AcceptRanges !== undefined) headers['accept-ranges'] = out.AcceptRanges;
+      if (out.Metadata?.mtime !== undefined) headers['x-amz-meta-mtime'] = out.Metadata.mtime;
+      return { status: out.$metadata.httpStatusCode ?? 200, headers, body: out.Body ?? null };
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 304 || status === 404 || status === 412 || status === 416) {
+        const raw = (err as SdkError).$response?.headers ?? {};
+        const headers: Record<string, string> = {};
+        for (const name of ['etag', 'last-modified', 'content-range']) if (raw[name] !== undefined) headers[name] = raw[name];
+        return { status, headers, body: null };
+      }
+      throw this.mapError(err, key, options.signal);
+    }
+  }
+
+  /**
+   * Deletes objects by path, 1,000 per DeleteObjects request. A path refused by the server, or
+   * one that is not a valid path, is reported in `errors` and does not stop the others.
+   * @throws UploadSyncError `ERR_STORE` when a whole request fails (the batches before it are done).
+   */
+  async deleteMany(paths: readonly string[], options: { signal?: AbortSignal } = {}): Promise<DeleteResult> {
+    const deleted: string[] = [];
+    const errors: DeleteResult['errors'] = [];
+    const valid: { path: string; key: string }[] = [];
+    for (const path of paths) {
+      try {
+        valid.push({ path, key: this.key(path) });
+      } catch (err) {
+        errors.push({ path, key: '', code: 'ERR_INVALID_NAME', message: errorMessage(err) });
+      }
+    }
+    for (let i = 0; i < valid.length; i += DELETE_BATCH) {
+      const batch = valid.slice(i, i + DELETE_BATCH);
+      const out = (await this.send(
+        new this.sdk.DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((b) => ({ Key: b.key })), Quiet: true } }),
+        options.signal,
+      )) as { Errors?: { Key?: string; Code?: string; Message?: string }[] };
+      const failed = new Map((out.Errors ?? []).map((e) => [e.Key ?? '', e]));
+      for (const b of batch) {
+        const e = failed.get(b.key);
+        if (e === undefined) deleted.push(b.path);
+        else errors.push({ path: b.path, key: b.key, code: e.Code ?? 'ERR_STORE', message: e.Message ?? 'not deleted' });
+      }
+    }
+    return { deleted, errors };
+  }
+
+  /**
+   * A presigned GET URL of the object, valid `expiresIn` seconds. GET only: the signature covers
+   * the method, so a HEAD of that URL gets 403. Loads `@aws-sdk/s3-request-presigner` on first use.
+   */
+  async presignGet(path: string, expiresIn = 300): Promise<string> {
+    const key = this.key(path);
+    const { getSignedUrl } = await loadPresigner();
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    return await getSignedUrl(this.client as any, new this.sdk.GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn });
+  }
+
+  /** Closes the client's sockets, when this store made the client (the user's own is left alone). */
+  destroy(): void {
+    if (this.ownsClient) (this.client as { destroy?: () => void }).destroy?.();
+  }
+
+  private async send(command: unknown, signal: AbortSignal | undefined): Promise<unknown> {
+    try {
+      return await this.client.send(command, { abortSignal: signal });
+    } catch (err) {
+      throw this.mapError(err, undefined, signal);
+    }
+  }
+
+  /** The SDK's errors as `UploadSyncError`s: 412 on a write is `ERR_EXISTS`, an abort `ERR_ABORTED`, the rest `ERR_STORE`. */
+  private mapError(err: unknown, key: string | undefined, signal: AbortSignal | undefined): unknown {
+    if (err instanceof UploadSyncError) return err;
+    if (signal?.aborted === true || (err as SdkError | null)?.name === 'AbortError') {
+      return new UploadSyncError('ERR_ABORTED', 'The request to the bucket was aborted', { cause: err });
+    }
+    const status = statusOf(err);
+    const e = err as SdkError;
+    if (status === 412 && key !== undefined) return new UploadSyncError('ERR_EXISTS', `The object ${key} already exists`, { cause: err });
+    const what = `${e?.Code ?? e?.name ?? 'Error'}${status === undefined ? '' : ` (HTTP ${status})`}`;
+    return new UploadSyncError('ERR_STORE', `Bucket ${this.bucket}${key === undefined ? '' : `, key ${key}`}: ${what}: ${errorMessage(err)}`, { cause: err });
+  }
+}
