@@ -177,12 +177,25 @@ app.prepare().then(() => {
  * The `--route-preload` experiment: standalone's own server.js, unchanged, started with
  * `node -r ./bench-preload.cjs server.js` (PM2: `node_args`). The preload wraps the request listener
  * Next's start-server passes to `http.createServer` (Node's public API, no Next internals) and
- * answers `/bench-preload/*` with the raw file work before Next sees the request.
+ * answers `/bench-preload/*` with the raw file work before Next sees the request, and
+ * `/bench-preload-route/*` with `createUploadsRoute` as it is (a Request in, its Response out).
  */
 function addPreload(app) {
   writeFileSync(
     join(app, 'bench-preload.cjs'),
     `${RAW_HANDLER_CJS}const http = require('node:http');
+// The library as it is, outside Next: createUploadsRoute's GET with a Request made from req, its
+// Response written to res. Next bundles the library into its chunks, so it is loaded from the
+// app's node_modules, not standalone's.
+const { createUploadsRoute } = require(join(__dirname, '..', '..', 'node_modules', 'upload-sync', 'dist', 'next.cjs'));
+const route = createUploadsRoute({ urlPrefix: '/bench-preload-route' });
+async function viaRoute(req, res) {
+  const headers = Object.entries(req.headers).filter(([, v]) => typeof v === 'string');
+  const response = await route.GET(new Request('http://' + req.headers.host + req.url, { method: req.method, headers }));
+  res.writeHead(response.status, [...response.headers].flat());
+  if (response.body) for await (const chunk of response.body) res.write(chunk);
+  res.end();
+}
 const createServer = http.createServer;
 http.createServer = function (...args) {
   const i = args.findIndex((a) => typeof a === 'function');
@@ -190,6 +203,7 @@ http.createServer = function (...args) {
     const listener = args[i];
     args[i] = function (req, res) {
       if (req.url.startsWith('/bench-preload/')) raw(req, res).catch(() => { res.statusCode = 500; res.end(); });
+      else if (req.url.startsWith('/bench-preload-route/')) viaRoute(req, res).catch(() => { res.statusCode = 500; res.end(); });
       else return listener.call(this, req, res);
     };
   }
@@ -324,7 +338,7 @@ export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3
     const paths = { route: `/uploads/${name}`, static: '/bench-static.mp3', floor: '/bench-floor/x.mp3' };
     if (pages) Object.assign(paths, { 'pages-floor': '/api/bench-pages-floor/x.mp3', 'pages-rewrite': '/bench-pages-rewrite/x.mp3', 'pages-raw': `/bench-pages-raw/${name}`, 'pages-raw-direct': `/api/bench-pages-raw/${name}` });
     if (custom) paths['custom-raw'] = `/bench-custom/${name}`;
-    if (preload) paths['preload-raw'] = `/bench-preload/${name}`;
+    if (preload) Object.assign(paths, { 'preload-raw': `/bench-preload/${name}`, 'preload-route': `/bench-preload-route/${name}` });
     if (proxy) paths['proxy-floor'] = '/bench-proxy/x.mp3';
     const floors = new Set(['floor', 'pages-floor', 'pages-rewrite', 'proxy-floor']);
     for (const [name, path] of Object.entries(paths)) {

@@ -350,6 +350,7 @@ if (ONLY.has('route')) {
     'proxy-floor': 'proxy.ts answering 64 KiB from memory',
     'custom-raw': 'a custom server (unsupported with standalone) doing the file work before Next',
     'preload-raw': 'server.js under node -r: a preload doing the file work before Next\'s listener',
+    'preload-route': 'the same preload calling createUploadsRoute\'s GET (Request in, Response out)',
   };
   for (const [name, label] of Object.entries(experiments)) {
     if (r[name] !== undefined) rows.push(`| ${kase} | | ${label} | ${r[name].toFixed(0)} req/s | ${(r[name] / r.static).toFixed(2)}× static |`);
