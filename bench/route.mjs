@@ -5,6 +5,12 @@
 // for any route handler: one that answers the same 206 from a buffer in memory, without touching
 // the disk (added to the bench's copy of the app only). The route cannot beat that floor.
 //
+// Experiments (issue 11 point 9: can another integration reach 0.8× static?), each an option that
+// adds files to the bench's copy of the app only: `pages` (Pages Router API routes, with and
+// without a rewrite), `proxy` (Next 16's proxy.ts answering from memory), `custom` (a custom
+// server in front of Next; not supported by Next with standalone output), `preload` (standalone's
+// server.js under `node -r`, a Node-level handler before Next's listener). See BENCHMARKS.md.
+//
 // The app is built as a user builds it (npm pack → a copy of the example → npm install → its build
 // script), as __tests__/next.e2e.test.ts does. `--route-app DIR` reuses a built copy (kept with
 // `--keep-route-app`), for profiling: `node --cpu-prof` can then be put in front of server.js by
@@ -24,8 +30,191 @@ function must(cmd, args, cwd, env) {
   return r.stdout;
 }
 
+/**
+ * The `--route-pages` experiment: Pages Router API routes next to the App Router (they coexist in
+ * one app), as a user could add them. `pages-floor` answers 64 KiB from memory through `pages/api`
+ * (that path's ceiling); `pages-rewrite` is the same handler behind a `next.config` rewrite from a
+ * public URL (what serving `/uploads/*` from `pages/api` needs); `pages-raw` does the file work of
+ * a real handler with Node's req/res (open `O_NOFOLLOW|O_NONBLOCK`, fstat, one read, close, the
+ * route's headers) but none of its path rules or conditionals, behind the same kind of rewrite,
+ * and `pages-raw-direct` is that handler at its `/api/...` URL: an upper bound for a real
+ * `pages/api` integration.
+ */
+function addPagesApi(app) {
+  const api = join(app, 'pages', 'api');
+  mkdirSync(join(api, 'bench-pages-floor'), { recursive: true });
+  mkdirSync(join(api, 'bench-pages-raw'), { recursive: true });
+  writeFileSync(
+    join(api, 'bench-pages-floor', '[...path].ts'),
+    `import type { NextApiRequest, NextApiResponse } from 'next';
+const BYTES = Buffer.alloc(${RANGE});
+export const config = { api: { bodyParser: false, responseLimit: false } };
+export default function handler(req: NextApiRequest, res: NextApiResponse): void {
+  res.writeHead(206, { 'Content-Type': 'audio/mpeg', 'Content-Range': 'bytes 65536-131071/${FILE_SIZE}', 'Content-Length': '${RANGE}' });
+  res.end(BYTES);
+}
+`,
+  );
+  writeFileSync(
+    join(api, 'bench-pages-raw', '[...path].ts'),
+    `import type { NextApiRequest, NextApiResponse } from 'next';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+export const config = { api: { bodyParser: false, responseLimit: false } };
+const FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+const BASE = join(process.cwd(), '..', '..', 'public', 'uploads');
+export default async function handler(req: NextApiRequest, res: NextApiResponse): Promise<void> {
+  const name = decodeURIComponent(String(req.url).split('?')[0]!.split('/').pop()!);
+  const fh = await open(join(BASE, name), FLAGS);
+  try {
+    const st = await fh.stat();
+    const m = /^bytes=(\\d+)-(\\d+)$/.exec(String(req.headers.range));
+    const start = Number(m![1]), end = Math.min(Number(m![2]), st.size - 1);
+    const buf = Buffer.allocUnsafe(end - start + 1);
+    await fh.read(buf, 0, buf.length, start);
+    res.writeHead(206, {
+      'Accept-Ranges': 'bytes', 'Cache-Control': 'public, max-age=0, no-transform', 'X-Content-Type-Options': 'nosniff',
+      ETag: '"' + st.size.toString(16) + '-' + st.mtime.getTime().toString(16) + '"', 'Last-Modified': st.mtime.toUTCString(),
+      'Content-Type': 'audio/mpeg', 'Content-Length': String(buf.length), 'Content-Range': 'bytes ' + start + '-' + end + '/' + st.size,
+    });
+    res.end(buf);
+  } finally {
+    await fh.close();
+  }
+}
+`,
+  );
+  const configPath = join(app, 'next.config.mjs');
+  const config = readFileSync(configPath, 'utf8');
+  const withRewrites = config.replace(
+    "output: 'standalone',",
+    "output: 'standalone',\n  async rewrites() {\n    return [\n      { source: '/bench-pages-rewrite/:path*', destination: '/api/bench-pages-floor/:path*' },\n      { source: '/bench-pages-raw/:path*', destination: '/api/bench-pages-raw/:path*' },\n    ];\n  },",
+  );
+  if (withRewrites === config) throw new Error('next.config.mjs: no output: "standalone" line to add rewrites after');
+  writeFileSync(configPath, withRewrites);
+}
+
+/**
+ * The `--route-proxy` experiment: Next 16's `proxy.ts` (formerly middleware) runs before Next's
+ * filesystem routes; this one answers 64 KiB from memory for `/bench-proxy/*` (that path's
+ * ceiling; any other URL passes through).
+ */
+function addProxy(app) {
+  writeFileSync(
+    join(app, 'proxy.ts'),
+    `const BYTES = new Uint8Array(${RANGE});
+export function proxy(): Response {
+  return new Response(BYTES, { status: 206, headers: { 'Content-Type': 'audio/mpeg', 'Content-Range': 'bytes 65536-131071/${FILE_SIZE}' } });
+}
+export const config = { matcher: '/bench-proxy/:path*' };
+`,
+  );
+}
+
+/**
+ * CommonJS source of `raw(req, res)`: the file work of a real handler with Node's req/res (open
+ * `O_NOFOLLOW|O_NONBLOCK`, fstat, one read, close, the route's headers), but none of its path rules
+ * or conditionals. Used by the custom-server and preload experiments, in .next/standalone.
+ */
+const RAW_HANDLER_CJS = `const fs = require('node:fs/promises');
+const { constants } = require('node:fs');
+const { join } = require('node:path');
+const FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+const BASE = join(__dirname, '..', '..', 'public', 'uploads');
+async function raw(req, res) {
+  const name = decodeURIComponent(req.url.split('?')[0].split('/').pop());
+  const fh = await fs.open(join(BASE, name), FLAGS);
+  try {
+    const st = await fh.stat();
+    const m = /^bytes=(\\d+)-(\\d+)$/.exec(String(req.headers.range));
+    const start = Number(m[1]), end = Math.min(Number(m[2]), st.size - 1);
+    const buf = Buffer.allocUnsafe(end - start + 1);
+    await fh.read(buf, 0, buf.length, start);
+    res.writeHead(206, {
+      'Accept-Ranges': 'bytes', 'Cache-Control': 'public, max-age=0, no-transform', 'X-Content-Type-Options': 'nosniff',
+      ETag: '"' + st.size.toString(16) + '-' + st.mtime.getTime().toString(16) + '"', 'Last-Modified': st.mtime.toUTCString(),
+      'Content-Type': 'audio/mpeg', 'Content-Length': String(buf.length), 'Content-Range': 'bytes ' + start + '-' + end + '/' + st.size,
+    });
+    res.end(buf);
+  } finally {
+    await fh.close();
+  }
+}
+`;
+
+/**
+ * The `--route-custom` experiment: a custom server (Next's docs say standalone output and a custom
+ * server "cannot be used together"; measured only to show what leaving Next's request pipeline
+ * gives). It starts Next as standalone's server.js does (the config of required-server-files.json)
+ * and answers `/bench-custom/*` with the same raw file work as `pages-raw`, before Next; anything
+ * else goes to `next()`'s request handler. Copied into .next/standalone after the build; every
+ * column of the run is then served by it.
+ */
+function addCustomServer(app) {
+  writeFileSync(
+    join(app, 'bench-custom-server.cjs'),
+    `process.env.NODE_ENV = 'production';
+process.chdir(__dirname);
+const { config } = require('./.next/required-server-files.json');
+process.env.__NEXT_PRIVATE_STANDALONE_CONFIG = JSON.stringify(config);
+const http = require('node:http');
+const next = require('next');
+const port = Number(process.env.PORT), hostname = process.env.HOSTNAME;
+${RAW_HANDLER_CJS}const app = next({ dev: false, dir: __dirname, conf: config, hostname, port });
+const handle = app.getRequestHandler();
+app.prepare().then(() => {
+  http.createServer((req, res) => {
+    if (req.url.startsWith('/bench-custom/')) raw(req, res).catch(() => { res.statusCode = 500; res.end(); });
+    else handle(req, res);
+  }).listen(port, hostname);
+});
+`,
+  );
+}
+
+/**
+ * The `--route-preload` experiment: standalone's own server.js, unchanged, started with
+ * `node -r ./bench-preload.cjs server.js` (PM2: `node_args`). The preload wraps the request listener
+ * Next's start-server passes to `http.createServer` (Node's public API, no Next internals) and
+ * answers `/bench-preload/*` with the raw file work before Next sees the request, and
+ * `/bench-preload-route/*` with `createUploadsRoute` as it is (a Request in, its Response out).
+ */
+function addPreload(app) {
+  writeFileSync(
+    join(app, 'bench-preload.cjs'),
+    `${RAW_HANDLER_CJS}const http = require('node:http');
+// The library as it is, outside Next: createUploadsRoute's GET with a Request made from req, its
+// Response written to res. Next bundles the library into its chunks, so it is loaded from the
+// app's node_modules, not standalone's.
+const { createUploadsRoute } = require(join(__dirname, '..', '..', 'node_modules', 'upload-sync', 'dist', 'next.cjs'));
+const route = createUploadsRoute({ urlPrefix: '/bench-preload-route' });
+async function viaRoute(req, res) {
+  const headers = Object.entries(req.headers).filter(([, v]) => typeof v === 'string');
+  const response = await route.GET(new Request('http://' + req.headers.host + req.url, { method: req.method, headers }));
+  res.writeHead(response.status, [...response.headers].flat());
+  if (response.body) for await (const chunk of response.body) res.write(chunk);
+  res.end();
+}
+const createServer = http.createServer;
+http.createServer = function (...args) {
+  const i = args.findIndex((a) => typeof a === 'function');
+  if (i !== -1) {
+    const listener = args[i];
+    args[i] = function (req, res) {
+      if (req.url.startsWith('/bench-preload/')) raw(req, res).catch(() => { res.statusCode = 500; res.end(); });
+      else if (req.url.startsWith('/bench-preload-route/')) viaRoute(req, res).catch(() => { res.statusCode = 500; res.end(); });
+      else return listener.call(this, req, res);
+    };
+  }
+  return createServer.apply(this, args);
+};
+`,
+  );
+}
+
 /** The example app, built standalone with the packed library; returns its folder. */
-export function buildApp(repo, work, env) {
+export function buildApp(repo, work, env, { pages = false, proxy = false, custom = false, preload = false } = {}) {
   const app = join(work, 'route-app');
   const example = join(repo, 'examples', 'next-app');
   const pack = join(work, 'pack');
@@ -47,12 +236,19 @@ export function buildApp(repo, work, env) {
     join(floor, 'route.ts'),
     `const BYTES = new Uint8Array(${RANGE});\nexport async function GET(): Promise<Response> {\n  return new Response(BYTES, { status: 206, headers: { 'Content-Type': 'audio/mpeg', 'Content-Range': 'bytes 65536-131071/${FILE_SIZE}' } });\n}\n`,
   );
+  if (pages) addPagesApi(app);
+  if (proxy) addProxy(app);
+  if (custom) addCustomServer(app);
+  if (preload) addPreload(app);
   const pkgPath = join(app, 'package.json');
   const pkg = JSON.parse(readFileSync(pkgPath, 'utf8'));
   pkg.dependencies['upload-sync'] = `file:${tarball}`;
   writeFileSync(pkgPath, JSON.stringify(pkg, null, 2));
   must('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], app, env);
   must('npm', ['run', 'build'], app, env);
+  for (const [on, file] of [[custom, 'bench-custom-server.cjs'], [preload, 'bench-preload.cjs']]) {
+    if (on) cpSync(join(app, file), join(app, '.next', 'standalone', file));
+  }
   return app;
 }
 
@@ -111,8 +307,9 @@ async function load(port, path, { ms, concurrency }) {
  * Runs the case; returns `{ route, static, floor }` medians in requests/s. `rounds` measurements of
  * `seconds` each per target, the order alternating every round, after a warm-up of each.
  */
-export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3, concurrency = 32, log = console.error }) {
-  app ??= buildApp(repo, work, env);
+export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3, concurrency = 32, pages = false, proxy = false, custom = false, preload = false, log = console.error }) {
+  app ??= buildApp(repo, work, env, { pages, proxy, custom, preload });
+  const server = custom ? ['bench-custom-server.cjs'] : preload ? ['-r', './bench-preload.cjs', 'server.js'] : ['server.js'];
   const standalone = join(app, '.next', 'standalone');
   const bytes = Buffer.alloc(FILE_SIZE);
   for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31 + (i >> 12)) & 0xff;
@@ -121,7 +318,7 @@ export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3
 
   const cleanup = [];
   const port = await freePort();
-  const child = spawn(process.execPath, [...(process.env.ROUTE_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'server.js'], {
+  const child = spawn(process.execPath, [...(process.env.ROUTE_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...server], {
     cwd: standalone,
     env: { ...env, PORT: String(port), HOSTNAME: '127.0.0.1' },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -139,17 +336,22 @@ export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3
     writeFileSync(join(app, 'public', 'uploads', name), bytes);
     cleanup.push(join(app, 'public', 'uploads', name));
     const paths = { route: `/uploads/${name}`, static: '/bench-static.mp3', floor: '/bench-floor/x.mp3' };
+    if (pages) Object.assign(paths, { 'pages-floor': '/api/bench-pages-floor/x.mp3', 'pages-rewrite': '/bench-pages-rewrite/x.mp3', 'pages-raw': `/bench-pages-raw/${name}`, 'pages-raw-direct': `/api/bench-pages-raw/${name}` });
+    if (custom) paths['custom-raw'] = `/bench-custom/${name}`;
+    if (preload) Object.assign(paths, { 'preload-raw': `/bench-preload/${name}`, 'preload-route': `/bench-preload-route/${name}` });
+    if (proxy) paths['proxy-floor'] = '/bench-proxy/x.mp3';
+    const floors = new Set(['floor', 'pages-floor', 'pages-rewrite', 'proxy-floor']);
     for (const [name, path] of Object.entries(paths)) {
-      if (name === 'floor') continue;
+      if (floors.has(name)) continue;
       const r = await get(agent, port, path, { Range: 'bytes=65536-131071' }, true);
       if (r.status !== 206 || !r.body.equals(bytes.subarray(65536, 131072))) throw new Error(`${name}: ${r.status}, wrong bytes`);
       // Which handler answered: the route's ETag is strong, send's is weak.
-      if ((name === 'route') === String(r.headers.etag).startsWith('W/')) throw new Error(`${path} was not served by the ${name} handler (ETag ${r.headers.etag})`);
+      if ((name !== 'static') === String(r.headers.etag).startsWith('W/')) throw new Error(`${path} was not served by the ${name} handler (ETag ${r.headers.etag})`);
     }
     for (const path of Object.values(paths)) await load(port, path, { ms: 1000, concurrency });
-    const samples = { route: [], static: [], floor: [] };
+    const samples = Object.fromEntries(Object.keys(paths).map((k) => [k, []]));
     for (let round = 0; round < rounds; round++) {
-      const order = round % 2 === 0 ? ['route', 'static', 'floor'] : ['floor', 'static', 'route'];
+      const order = round % 2 === 0 ? Object.keys(paths) : Object.keys(paths).reverse();
       for (const name of order) {
         const rps = await load(port, paths[name], { ms: seconds * 1000, concurrency });
         samples[name].push(rps);
@@ -157,7 +359,7 @@ export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3
       }
     }
     const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-    return { route: median(samples.route), static: median(samples.static), floor: median(samples.floor), samples };
+    return { ...Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, median(xs)])), samples };
   } finally {
     if (child.exitCode === null) {
       const exited = new Promise((r) => child.once('exit', r));

@@ -10,6 +10,10 @@
 // the npm registry or a warm npm cache, like the Next e2e test), then measures 64 KiB ranged GETs
 // at concurrency 32 through the uploads route, Next's static handler and a do-nothing route
 // handler on the same server. `--route-app DIR` reuses a built copy; `--route-seconds` per round.
+// Experiments (columns added to the same run; see bench/route.mjs): `--route-pages` (pages/api
+// handlers: from memory, behind a rewrite, doing the file work), `--route-proxy` (proxy.ts from
+// memory), `--route-custom` (a custom server in front of Next; every column then goes through it),
+// `--route-preload` (server.js under `node -r`, a Node-level handler before Next's listener).
 //
 // --small shrinks every tree tenfold (a quick look; the committed table is a full run).
 // See ../shared/PERF-NOTES.md: on this disk, creating many files just after deleting many is slow,
@@ -35,6 +39,10 @@ const { values } = parseArgs({
     only: { type: 'string', default: 'copy,noop,upload,watch,rss,wait,upload-rss,upload-fsync,route,s3-put-rss' },
     'route-app': { type: 'string' },
     'route-seconds': { type: 'string', default: '5' },
+    'route-pages': { type: 'boolean', default: false },
+    'route-proxy': { type: 'boolean', default: false },
+    'route-custom': { type: 'boolean', default: false },
+    'route-preload': { type: 'boolean', default: false },
     small: { type: 'boolean', default: false },
   },
 });
@@ -328,11 +336,28 @@ if (ONLY.has('route')) {
     env: { ...process.env, ...ENV, NEXT_TELEMETRY_DISABLED: '1' },
     seconds: Number(values['route-seconds']),
     rounds: Math.max(REPS, 3),
+    pages: values['route-pages'],
+    proxy: values['route-proxy'],
+    custom: values['route-custom'],
+    preload: values['route-preload'],
   });
-  const kase = '64 KiB ranged GETs, concurrency 32, one Next standalone server';
+  const kase = `64 KiB ranged GETs, concurrency 32, one Next standalone server${values['route-custom'] ? ' (started by a custom server)' : ''}`;
   rows.push(`| ${kase} | | Next's static handler (public/ at startup) | ${r.static.toFixed(0)} req/s | |`);
   rows.push(`| ${kase} | | createUploadsRoute | ${r.route.toFixed(0)} req/s | ${(r.route / r.static).toFixed(2)}× static |`);
   rows.push(`| ${kase} | | a route handler answering 64 KiB from memory (Next's floor) | ${r.floor.toFixed(0)} req/s | ${(r.floor / r.static).toFixed(2)}× static; route ${(r.route / r.floor).toFixed(2)}× floor |`);
+  const experiments = {
+    'pages-floor': 'a pages/api handler answering 64 KiB from memory (that path\'s ceiling)',
+    'pages-rewrite': 'the same pages/api handler behind a next.config rewrite',
+    'pages-raw': 'a pages/api handler doing the file work (open, fstat, read, close), behind a rewrite',
+    'pages-raw-direct': 'the same pages/api file handler at its /api URL (no rewrite)',
+    'proxy-floor': 'proxy.ts answering 64 KiB from memory',
+    'custom-raw': 'a custom server (unsupported with standalone) doing the file work before Next',
+    'preload-raw': 'server.js under node -r: a preload doing the file work before Next\'s listener',
+    'preload-route': 'the same preload calling createUploadsRoute\'s GET (Request in, Response out)',
+  };
+  for (const [name, label] of Object.entries(experiments)) {
+    if (r[name] !== undefined) rows.push(`| ${kase} | | ${label} | ${r[name].toFixed(0)} req/s | ${(r[name] / r.static).toFixed(2)}× static |`);
+  }
   console.error(`  route: static ${r.static.toFixed(0)}, route ${r.route.toFixed(0)}, floor ${r.floor.toFixed(0)} req/s`);
 }
 if (mirrorsChecked > 0) console.error(`bench: ${mirrorsChecked} initial-copy mirrors counted, every one exact`);
