@@ -157,19 +157,26 @@ describe('cross-process runs', () => {
 
     const child = startChild(script, [JSON.stringify({ source, dest, force: true, lockDir })]);
     children.push(child);
-    // Kill the holder while it holds the lock and a big copy is less than half done: far enough from
-    // its rename that the kill lands first, even on a loaded machine (a temp file seen a moment
-    // before its rename may be gone by the time the signal arrives).
+    // Kill the holder while it holds the lock and a big copy is in flight. Each time a temp file
+    // shows up the holder is stopped (SIGSTOP) and looked at, so the copy cannot finish between the
+    // look and the kill; anything else (a small file's copy, the mtime probe) goes on (SIGCONT).
     const bigCopyInFlight = async () => {
       for (const temp of await tempFiles(dest)) {
         const size = (await stat(temp).catch(() => null))?.size;
         // (Not an empty one: the run's probe of dest's mtime granularity makes an empty temp file for a moment.)
-        if (!temp.startsWith(join(dest, 'small')) && size !== undefined && size > 0 && size < big / 2) return true;
+        if (!temp.startsWith(join(dest, 'small')) && size !== undefined && size > 0 && size < big) return true;
       }
       return false;
     };
     await waitFor(
-      async () => child.proc.exitCode !== null || ((await readdir(lockDir).catch(() => [])).some((n) => n.endsWith('.lock')) && (await bigCopyInFlight())),
+      async () => {
+        if (child.proc.exitCode !== null) return true;
+        if (!(await readdir(lockDir).catch(() => [])).some((n) => n.endsWith('.lock')) || (await tempFiles(dest)).length === 0) return false;
+        child.proc.kill('SIGSTOP');
+        if (await bigCopyInFlight()) return true; // stays stopped until the SIGKILL below
+        child.proc.kill('SIGCONT');
+        return false;
+      },
       { intervalMs: 1, message: 'the child to hold the lock and copy a big file' },
     );
     child.proc.kill('SIGKILL');

@@ -297,24 +297,36 @@ describe('SIGKILL of a lock holder: the next run waits no longer than the stale 
   }
 
   /**
-   * A 64 MB file is being copied and is less than half done: the rest of its copy takes far longer
-   * than the kill that follows, so the holder dies with the temp file in place. (Any temp file at
-   * all was racy: a small file's, or a big one's in its last chunk, can be renamed before SIGKILL lands.)
+   * A 64 MB file is being copied: its temp file holds some of it, not all. Read while the holder
+   * is stopped (SIGSTOP), so it cannot finish that copy before the SIGKILL that follows.
    */
   async function bigCopyInFlight(dest: string): Promise<boolean> {
     for (const temp of await tempFiles(dest)) {
       if (temp.startsWith(join(dest, 'small'))) continue;
       const size = (await stat(temp).catch(() => null))?.size;
       // (Not an empty one: the run's probe of dest's mtime granularity makes an empty temp file for a moment.)
-      if (size !== undefined && size > 0 && size < 32 * MB) return true;
+      if (size !== undefined && size > 0 && size < 64 * MB) return true;
     }
     return false;
   }
 
-  /** Kills `holder` once it holds the lock with a copy in flight; returns when it died, and the mtime of the lock it left. */
+  /**
+   * Kills `holder` once it holds the lock with a copy in flight; returns when it died, and the mtime
+   * of the lock it left. Each time a temp file shows up, the holder is stopped (SIGSTOP) and looked
+   * at: a big copy in flight is killed as it stands; anything else (a small file's copy, the mtime
+   * probe) is let go on (SIGCONT). Catching it by polling alone lost the race on a loaded machine
+   * (an in-kernel copy of 64 MB takes tens of ms; CI once never caught one in 20 s).
+   */
   async function killWhileHolding(holder: Child, lockDir: string, dest: string): Promise<{ at: number; lockMtime: number }> {
     await waitFor(
-      async () => holder.proc.exitCode !== null || ((await exists(lockPath(lockDir, dest))) && (await bigCopyInFlight(dest))),
+      async () => {
+        if (holder.proc.exitCode !== null) return true;
+        if (!(await exists(lockPath(lockDir, dest))) || (await tempFiles(dest)).length === 0) return false;
+        holder.proc.kill('SIGSTOP');
+        if (await bigCopyInFlight(dest)) return true; // stays stopped until the SIGKILL below
+        holder.proc.kill('SIGCONT');
+        return false;
+      },
       { intervalMs: 1, message: `the holder to take the lock and copy a big file (stderr: ${holder.stderr()})` },
     );
     holder.proc.kill('SIGKILL');
