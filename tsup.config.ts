@@ -38,6 +38,14 @@ export default defineConfig([
     define: { __UPLOAD_SYNC_VERSION__: version, __DIFF_WORKER__: JSON.stringify('diff-worker.cjs') },
   },
   {
+    // `upload-sync/preload`, CJS only (`node --require` needs CJS; `--import` takes it too). It
+    // requires ./next.cjs at the first upload request, so the route is not bundled in twice.
+    ...common,
+    entry: { preload: 'src/preload.ts' },
+    format: ['cjs'],
+    shims: true,
+  },
+  {
     // The CLI is ESM only: it is run, never imported.
     ...common,
     entry: { cli: 'src/cli.ts' },
