@@ -63,10 +63,13 @@ export interface Started {
 /** Every server started and not yet stopped: afterAll stops them. */
 export const servers = new Set<ChildProcess>();
 
-/** Starts `node server.js` in the standalone folder (as PM2 or systemd would) and waits until it answers. */
-export async function startServer(standalone: string, env: NodeJS.ProcessEnv): Promise<Started> {
+/**
+ * Starts `node [nodeArgs] server.js` in the standalone folder (as PM2 or systemd would) and waits
+ * until it answers. `nodeArgs`: Node's own options, such as `--require` of a preload.
+ */
+export async function startServer(standalone: string, env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<Started> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['server.js'], {
+  const child = spawn(process.execPath, [...nodeArgs, 'server.js'], {
     cwd: standalone,
     env: { ...env, PORT: String(port), HOSTNAME: '127.0.0.1' },
     detached: true, // its own process group, so stopServer reaches anything it starts
