@@ -255,6 +255,13 @@ describe('PM2: the web app of examples/pm2 (a stand-in for the standalone server
     const saved = answers.filter((a) => a.method === 'POST').map((a) => a.body.name!);
     for (const name of saved) expect(await exists(join(p.source, name))).toBe(true);
     expect((await readdir(p.source)).filter((n) => n.startsWith('.upload-sync-'))).toEqual([]); // no upload cut mid-write
+
+    // web's second preload, upload-sync/preload (resolved by the ecosystem file from the project's
+    // node_modules), answers /uploads/* before the server's own listener, which would answer JSON.
+    const served = await fetch(`http://127.0.0.1:${port}/uploads/${saved[0]}`, { headers: { Range: 'bytes=0-9' } });
+    expect(served.status).toBe(206);
+    expect(served.headers.get('content-type')).toBe('audio/mpeg');
+    expect(Buffer.from(await served.arrayBuffer()).equals((await readFile(join(p.source, saved[0]!))).subarray(0, 10))).toBe(true);
   }, 120_000);
 
   test('deploy.sh: build, sync, cleanup (a dead upload\'s temp file in the source goes, a live one stays), reload', async () => {
