@@ -8,8 +8,14 @@
 // Experiments (issue 11 point 9: can another integration reach 0.8× static?), each an option that
 // adds files to the bench's copy of the app only: `pages` (Pages Router API routes, with and
 // without a rewrite), `proxy` (Next 16's proxy.ts answering from memory), `custom` (a custom
-// server in front of Next; not supported by Next with standalone output), `preload` (standalone's
-// server.js under `node -r`, a Node-level handler before Next's listener). See BENCHMARKS.md.
+// server in front of Next; not supported by Next with standalone output), `preloadExperiment`
+// (standalone's server.js under `node -r`, a hand-written Node-level handler before Next's
+// listener). See BENCHMARKS.md.
+//
+// `preload: true` (the default of bench/run.mjs; `--route-preload off`) adds the supported form of
+// that last one: server.js started with `--require upload-sync/preload` (the app's installed
+// package) and UPLOAD_SYNC_URL_PREFIX=/uploads-preload, so the same file is served by
+// createUploadsRoute through the preload there and through Next at /uploads.
 //
 // The app is built as a user builds it (npm pack → a copy of the example → npm install → its build
 // script), as __tests__/next.e2e.test.ts does. `--route-app DIR` reuses a built copy (kept with
@@ -18,6 +24,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { join, relative, sep } from 'node:path';
 
@@ -174,7 +181,7 @@ app.prepare().then(() => {
 }
 
 /**
- * The `--route-preload` experiment: standalone's own server.js, unchanged, started with
+ * The `--route-preload-experiment` experiment: standalone's own server.js, unchanged, started with
  * `node -r ./bench-preload.cjs server.js` (PM2: `node_args`). The preload wraps the request listener
  * Next's start-server passes to `http.createServer` (Node's public API, no Next internals) and
  * answers `/bench-preload/*` with the raw file work before Next sees the request, and
@@ -214,7 +221,7 @@ http.createServer = function (...args) {
 }
 
 /** The example app, built standalone with the packed library; returns its folder. */
-export function buildApp(repo, work, env, { pages = false, proxy = false, custom = false, preload = false } = {}) {
+export function buildApp(repo, work, env, { pages = false, proxy = false, custom = false, preloadExperiment = false } = {}) {
   const app = join(work, 'route-app');
   const example = join(repo, 'examples', 'next-app');
   const pack = join(work, 'pack');
@@ -239,14 +246,14 @@ export function buildApp(repo, work, env, { pages = false, proxy = false, custom
   if (pages) addPagesApi(app);
   if (proxy) addProxy(app);
   if (custom) addCustomServer(app);
-  if (preload) addPreload(app);
+  if (preloadExperiment) addPreload(app);
   const pkgPath = join(app, 'package.json');
   const pkg = JSON.parse(readFileSync(pkgPath, 'utf8'));
   pkg.dependencies['upload-sync'] = `file:${tarball}`;
   writeFileSync(pkgPath, JSON.stringify(pkg, null, 2));
   must('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], app, env);
   must('npm', ['run', 'build'], app, env);
-  for (const [on, file] of [[custom, 'bench-custom-server.cjs'], [preload, 'bench-preload.cjs']]) {
+  for (const [on, file] of [[custom, 'bench-custom-server.cjs'], [preloadExperiment, 'bench-preload.cjs']]) {
     if (on) cpSync(join(app, file), join(app, '.next', 'standalone', file));
   }
   return app;
@@ -307,9 +314,11 @@ async function load(port, path, { ms, concurrency }) {
  * Runs the case; returns `{ route, static, floor }` medians in requests/s. `rounds` measurements of
  * `seconds` each per target, the order alternating every round, after a warm-up of each.
  */
-export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3, concurrency = 32, pages = false, proxy = false, custom = false, preload = false, log = console.error }) {
-  app ??= buildApp(repo, work, env, { pages, proxy, custom, preload });
-  const server = custom ? ['bench-custom-server.cjs'] : preload ? ['-r', './bench-preload.cjs', 'server.js'] : ['server.js'];
+export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3, concurrency = 32, pages = false, proxy = false, custom = false, preloadExperiment = false, preload = false, log = console.error }) {
+  app ??= buildApp(repo, work, env, { pages, proxy, custom, preloadExperiment });
+  // upload-sync/preload as the PM2 example gives it: an absolute path resolved from the app's node_modules.
+  const preloadArgs = preload ? ['--require', createRequire(join(app, 'package.json')).resolve('upload-sync/preload')] : [];
+  const server = [...preloadArgs, ...(custom ? ['bench-custom-server.cjs'] : preloadExperiment ? ['-r', './bench-preload.cjs', 'server.js'] : ['server.js'])];
   const standalone = join(app, '.next', 'standalone');
   const bytes = Buffer.alloc(FILE_SIZE);
   for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31 + (i >> 12)) & 0xff;
@@ -320,7 +329,7 @@ export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3
   const port = await freePort();
   const child = spawn(process.execPath, [...(process.env.ROUTE_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...server], {
     cwd: standalone,
-    env: { ...env, PORT: String(port), HOSTNAME: '127.0.0.1' },
+    env: { ...env, PORT: String(port), HOSTNAME: '127.0.0.1', ...(preload ? { UPLOAD_SYNC_URL_PREFIX: '/uploads-preload' } : {}) },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   try {
@@ -338,7 +347,8 @@ export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3
     const paths = { route: `/uploads/${name}`, static: '/bench-static.mp3', floor: '/bench-floor/x.mp3' };
     if (pages) Object.assign(paths, { 'pages-floor': '/api/bench-pages-floor/x.mp3', 'pages-rewrite': '/bench-pages-rewrite/x.mp3', 'pages-raw': `/bench-pages-raw/${name}`, 'pages-raw-direct': `/api/bench-pages-raw/${name}` });
     if (custom) paths['custom-raw'] = `/bench-custom/${name}`;
-    if (preload) Object.assign(paths, { 'preload-raw': `/bench-preload/${name}`, 'preload-route': `/bench-preload-route/${name}` });
+    if (preload) paths.preload = `/uploads-preload/${name}`;
+    if (preloadExperiment) Object.assign(paths, { 'preload-raw': `/bench-preload/${name}`, 'preload-route': `/bench-preload-route/${name}` });
     if (proxy) paths['proxy-floor'] = '/bench-proxy/x.mp3';
     const floors = new Set(['floor', 'pages-floor', 'pages-rewrite', 'proxy-floor']);
     for (const [name, path] of Object.entries(paths)) {
@@ -347,6 +357,8 @@ export async function routeBench({ repo, work, app, env, seconds = 5, rounds = 3
       if (r.status !== 206 || !r.body.equals(bytes.subarray(65536, 131072))) throw new Error(`${name}: ${r.status}, wrong bytes`);
       // Which handler answered: the route's ETag is strong, send's is weak.
       if ((name !== 'static') === String(r.headers.etag).startsWith('W/')) throw new Error(`${path} was not served by the ${name} handler (ETag ${r.headers.etag})`);
+      // Next's answers carry its Vary; upload-sync/preload's, before Next, do not.
+      if ((name === 'route' || name === 'preload') && (name === 'preload') !== (r.headers.vary === undefined)) throw new Error(`${path}: Vary ${r.headers.vary}: not the ${name} path`);
     }
     for (const path of Object.values(paths)) await load(port, path, { ms: 1000, concurrency });
     const samples = Object.fromEntries(Object.keys(paths).map((k) => [k, []]));

@@ -13,7 +13,9 @@
 // Experiments (columns added to the same run; see bench/route.mjs): `--route-pages` (pages/api
 // handlers: from memory, behind a rewrite, doing the file work), `--route-proxy` (proxy.ts from
 // memory), `--route-custom` (a custom server in front of Next; every column then goes through it),
-// `--route-preload` (server.js under `node -r`, a Node-level handler before Next's listener).
+// `--route-preload-experiment` (server.js under `node -r`, a hand-written handler before Next's
+// listener). The supported form, `node -r upload-sync/preload`, is a column of every run
+// (`--route-preload off` leaves it out).
 //
 // --small shrinks every tree tenfold (a quick look; the committed table is a full run).
 // See ../shared/PERF-NOTES.md: on this disk, creating many files just after deleting many is slow,
@@ -42,7 +44,8 @@ const { values } = parseArgs({
     'route-pages': { type: 'boolean', default: false },
     'route-proxy': { type: 'boolean', default: false },
     'route-custom': { type: 'boolean', default: false },
-    'route-preload': { type: 'boolean', default: false },
+    'route-preload-experiment': { type: 'boolean', default: false },
+    'route-preload': { type: 'string', default: 'on' },
     small: { type: 'boolean', default: false },
   },
 });
@@ -339,7 +342,8 @@ if (ONLY.has('route')) {
     pages: values['route-pages'],
     proxy: values['route-proxy'],
     custom: values['route-custom'],
-    preload: values['route-preload'],
+    preloadExperiment: values['route-preload-experiment'],
+    preload: values['route-preload'] !== 'off',
   });
   const kase = `64 KiB ranged GETs, concurrency 32, one Next standalone server${values['route-custom'] ? ' (started by a custom server)' : ''}`;
   rows.push(`| ${kase} | | Next's static handler (public/ at startup) | ${r.static.toFixed(0)} req/s | |`);
@@ -358,7 +362,8 @@ if (ONLY.has('route')) {
   for (const [name, label] of Object.entries(experiments)) {
     if (r[name] !== undefined) rows.push(`| ${kase} | | ${label} | ${r[name].toFixed(0)} req/s | ${(r[name] / r.static).toFixed(2)}× static |`);
   }
-  console.error(`  route: static ${r.static.toFixed(0)}, route ${r.route.toFixed(0)}, floor ${r.floor.toFixed(0)} req/s`);
+  if (r.preload !== undefined) rows.push(`| ${kase} | | createUploadsRoute through \`node -r upload-sync/preload\` (before Next's pipeline) | ${r.preload.toFixed(0)} req/s | ${(r.preload / r.static).toFixed(2)}× static (goal ≥ 0.8×) |`);
+  console.error(`  route: static ${r.static.toFixed(0)}, route ${r.route.toFixed(0)}, floor ${r.floor.toFixed(0)}${r.preload === undefined ? '' : `, preload ${r.preload.toFixed(0)}`} req/s`);
 }
 if (mirrorsChecked > 0) console.error(`bench: ${mirrorsChecked} initial-copy mirrors counted, every one exact`);
 
