@@ -43,6 +43,8 @@ export default defineConfig([
     ...common,
     entry: { preload: 'src/preload.ts' },
     format: ['cjs'],
+    // Types of nothing (it exports nothing), so that type checkers resolving the entry find some.
+    dts: true,
     shims: true,
   },
   {
