@@ -130,11 +130,12 @@ export async function writeResponse(response: Response, res: ServerResponse, hea
     await body?.cancel().catch(() => undefined);
     return;
   }
-  res.statusCode = response.status;
-  for (const [name, value] of response.headers) {
-    if (name === 'set-cookie') res.setHeader(name, response.headers.getSetCookie());
-    else res.setHeader(name, value);
-  }
+  // One writeHead with a flat [name, value, …] list: no per-header setHeader bookkeeping, and each
+  // Set-Cookie stays its own line.
+  const flat: string[] = [];
+  for (const [name, value] of response.headers) if (name !== 'set-cookie') flat.push(name, value);
+  for (const cookie of response.headers.getSetCookie()) flat.push('set-cookie', cookie);
+  res.writeHead(response.status, flat);
   if (head || body === null) {
     await body?.cancel().catch(() => undefined);
     res.end();
