@@ -105,7 +105,7 @@ describe('upload-sync/preload in a node:http server', () => {
     expect((await text(`${base}/other`)).body).toBe('listener: GET /other');
   });
 
-  test('UPLOAD_SYNC_URL_PREFIX moves it; UPLOAD_SYNC_PRELOAD=off turns it off; a bad prefix stops the start', async () => {
+  test('UPLOAD_SYNC_URL_PREFIX moves it; UPLOAD_SYNC_PRELOAD=off turns it off; a bad value of either stops the start', async () => {
     const moved = await start({ UPLOAD_SYNC_URL_PREFIX: '/media/' });
     expect(await text(`${moved.base}/media/sub/b.mp3`)).toMatchObject({ status: 200, body: 'bee' });
     expect((await text(`${moved.base}/uploads/sub/b.mp3`)).body).toBe('listener: GET /uploads/sub/b.mp3');
@@ -117,6 +117,9 @@ describe('upload-sync/preload in a node:http server', () => {
 
     const bad = await run(process.execPath, ['--require', PRELOAD, '-e', '0'], { cwd: standalone, env: cleanEnv({ UPLOAD_SYNC_URL_PREFIX: 'uploads' }) });
     expect(bad.code).not.toBe(0);
-    expect(bad.stderr).toMatch(/ERR_CONFIG|Invalid UPLOAD_SYNC_URL_PREFIX "uploads"/);
+    expect(bad.stderr).toMatch(/Invalid UPLOAD_SYNC_URL_PREFIX "uploads"/);
+    const typo = await run(process.execPath, ['--require', PRELOAD, '-e', '0'], { cwd: standalone, env: cleanEnv({ UPLOAD_SYNC_PRELOAD: 'of' }) });
+    expect(typo.code).not.toBe(0);
+    expect(typo.stderr).toMatch(/UPLOAD_SYNC_PRELOAD/);
   });
 });

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { envVar, parseBoolean, readEnv } from '../config/parse.js';
 import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
 import { createLog } from '../shared/log.js';
 import type { UploadsRoute, UploadsRouteOptions } from '../shared/options.js';
@@ -13,9 +14,6 @@ type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 /** Bodies up to this size are read whole and sent with one `res.end` (a seek's 64 KiB range). */
 const SMALL_BODY = 64 * 1024;
 
-/** `UPLOAD_SYNC_PRELOAD` values that turn the preload off (case-insensitive). */
-const OFF = new Set(['off', '0', 'false', 'no']);
-
 /** The route's default (`DEFAULT_URL_PREFIX` of route.ts, not imported: that would load the route at start). */
 const DEFAULT_URL_PREFIX = '/uploads';
 
@@ -26,15 +24,16 @@ const DEFAULT_URL_PREFIX = '/uploads';
  * before Next's request pipeline, which costs most of a ranged request's time; every other request
  * goes to the listener untouched. Returns whether it installed (false when the environment disables it).
  *
- * Environment: `UPLOAD_SYNC_PRELOAD=off` (or 0, false, no) turns it off; `UPLOAD_SYNC_URL_PREFIX`
+ * Environment: `UPLOAD_SYNC_PRELOAD=off` (a boolean as everywhere: false, 0, no) turns it off
+ * (`DISABLE_UPLOAD_SYNC` does not: it is about the sync, and the route serves without it); `UPLOAD_SYNC_URL_PREFIX`
  * (default `/uploads`) is the URL path served, basePath included. The route reads the rest (source,
  * dest, extensions) from the environment at its first request, as in the app.
- * @throws UploadSyncError `ERR_CONFIG` for a bad `UPLOAD_SYNC_URL_PREFIX` (the server does not start).
+ * @throws UploadSyncError `ERR_CONFIG` for a bad `UPLOAD_SYNC_URL_PREFIX` or `UPLOAD_SYNC_PRELOAD` (the server does not start).
  */
 export function installPreload(env: NodeJS.ProcessEnv, loadRoute: () => RouteFactory): boolean {
   const log = createLog('preload', null, null);
-  const setting = env.UPLOAD_SYNC_PRELOAD?.trim().toLowerCase();
-  if (setting !== undefined && OFF.has(setting)) {
+  const setting = readEnv(env, 'UPLOAD_SYNC_PRELOAD');
+  if (setting !== undefined && !parseBoolean(setting, envVar('UPLOAD_SYNC_PRELOAD'))) {
     log.info(`off (UPLOAD_SYNC_PRELOAD=${env.UPLOAD_SYNC_PRELOAD}): Next serves every request`);
     return false;
   }
