@@ -15,6 +15,6 @@ export default {
   },
   testTimeout: 60_000,
   // The S3 test gateway: started by the first test file that needs it, stopped at the end (__tests__/s3-helpers.ts).
-  globalSetup: '<rootDir>/jest.global-setup.mjs',
-  globalTeardown: '<rootDir>/jest.global-teardown.mjs',
+  globalSetup: '<rootDir>/__tests__/global-setup.mjs',
+  globalTeardown: '<rootDir>/__tests__/global-teardown.mjs',
 };

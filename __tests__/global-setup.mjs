@@ -1,6 +1,6 @@
 /**
  * One folder per `jest` run for the shared S3 test gateway (__tests__/s3-helpers.ts starts it there
- * on first use only; jest.global-teardown.mjs stops it). Workers inherit the variable.
+ * on first use only; global-teardown.mjs stops it). Workers inherit the variable.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

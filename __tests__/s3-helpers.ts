@@ -2,8 +2,8 @@
  * The real S3 gateway of the tests (Ceph RGW, scripts/ceph-up.sh), one per `jest` run:
  * - `.ci/run` starts it before `npm test` and exports UPLOAD_SYNC_TEST_S3_ENV (its env file);
  * - else, on a machine with the packages, the first S3 test file that asks starts one in the folder
- *   jest.global-setup.mjs made for this run, under a file lock (two workers may ask at once), and
- *   jest.global-teardown.mjs stops it. Why lazily rather than in globalSetup: every `jest` run
+ *   global-setup.mjs made for this run, under a file lock (two workers may ask at once), and
+ *   global-teardown.mjs stops it. Why lazily rather than in globalSetup: every `jest` run
  *   would then pay 15–20 s and 200+ MB for a gateway, also runs of files that never touch S3;
  * - without the packages, the S3 test files skip, saying so in one line.
  */
@@ -36,7 +36,7 @@ export async function s3TestEnv(): Promise<{ env: S3Env } | { skip: string }> {
   if (given !== undefined && given !== '') return { env: readEnvFile(given) };
   if (!BINARIES.every((b) => existsSync(b))) return { skip: `no Ceph RGW on this machine (${INSTALL_HINT}), or set UPLOAD_SYNC_TEST_S3_ENV` };
   const dir = process.env.UPLOAD_SYNC_TEST_S3_DIR;
-  if (dir === undefined || dir === '') return { skip: 'UPLOAD_SYNC_TEST_S3_DIR is not set (jest.global-setup.mjs did not run)' };
+  if (dir === undefined || dir === '') return { skip: 'UPLOAD_SYNC_TEST_S3_DIR is not set (global-setup.mjs did not run)' };
   const envFile = join(dir, 'gw', 'env');
   const failed = join(dir, 'failed');
   const release = await lockfile.lock(dir, { realpath: false, retries: { retries: 2000, minTimeout: 200, maxTimeout: 300 } });
