@@ -7,12 +7,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, realpathSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { ROOT, cleanEnv, exists, run } from './helpers.js';
-import { MINUTES, commands, copyExample, get, servers, startServer as startIn, stopServer, type Started } from './next-helpers.js';
+import { cleanEnv, exists, run } from './helpers.js';
+import { MINUTES, buildExample, commands, get, servers, startServer as startIn, stopServer, type Started } from './next-helpers.js';
 
 let work = '';
 let app = '';
@@ -34,21 +34,8 @@ let etag = '';
 beforeAll(async () => {
   if (skip) return;
   work = realpathSync(mkdtempSync(join(tmpdir(), 'upload-sync-e2e-')));
-  app = join(work, 'app');
-  standalone = join(app, '.next', 'standalone');
-  const pack = join(work, 'pack');
-  await mkdir(pack);
-  const packed = await must('npm pack', 'npm', ['pack', '--pack-destination', pack, '--silent'], ROOT, 2 * MINUTES);
-  const tarball = join(pack, packed.trim().split('\n').pop()!);
-
-  // The example as a user would copy it: without anything a local run left behind.
-  await copyExample(app);
-  const pkgPath = join(app, 'package.json');
-  const pkg = JSON.parse(await readFile(pkgPath, 'utf8')) as { dependencies: Record<string, string> };
-  pkg.dependencies['upload-sync'] = `file:${tarball}`;
-  await writeFile(pkgPath, JSON.stringify(pkg, null, 2));
-  await must('npm install', 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], app, 6 * MINUTES);
-  await must('first build', 'npm', ['run', 'build'], app, 6 * MINUTES);
+  // The example as a user would copy it (without anything a local run left behind), from the packed package.
+  ({ app, standalone } = await buildExample(work, must));
   // Things a traversal would love to reach.
   await writeFile(join(app, 'secret.mp3'), 'SECRET in the project root');
   await writeFile(join(standalone, 'secret.mp3'), 'SECRET in the standalone folder');

@@ -3,12 +3,13 @@
 // node_modules) with examples/pm2's ecosystem file, under load on keep-alive connections (uploads
 // that each take ~4 s, and two GET loops). Side by side in one run: the ecosystem as shipped, and
 // without its graceful-http.cjs preload. Counts failed requests and times the reload.
-import { execFile, execFileSync } from 'node:child_process';
-import { copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildExampleApp } from './example-app.mjs';
 import { promisify } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -95,17 +96,8 @@ export async function pm2ReloadNext(work, rows) {
   const app = join(base, 'app');
   mkdirSync(base, { recursive: true });
   const env = { ...process.env, NEXT_TELEMETRY_DISABLED: '1', PM2_HOME: join(base, 'pm2'), UPLOAD_SYNC_LOCK_DIR: join(base, 'locks') };
-  const sh = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
-  const started = performance.now();
-  const tarball = join(base, sh('npm', ['pack', '--pack-destination', base, '--silent'], repo).trim().split('\n').pop());
-  const example = join(repo, 'examples', 'next-app');
-  cpSync(example, app, { recursive: true, filter: (src) => src.endsWith('.gitkeep') || (!/[\\/](node_modules|\.next|uploads[\\/].+)$/.test(src.slice(example.length)) && !src.endsWith('next-env.d.ts') && !src.endsWith('package-lock.json')) });
-  const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
-  pkg.dependencies['upload-sync'] = `file:${tarball}`;
-  writeFileSync(join(app, 'package.json'), JSON.stringify(pkg, null, 2));
-  sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], app);
-  sh('npm', ['run', 'build'], app);
-  console.error(`  pm2-reload-next: app built in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  const builtMs = buildExampleApp(base, app, env);
+  console.error(`  pm2-reload-next: app built in ${(builtMs / 1000).toFixed(0)} s`);
   const port = await freePort();
   const shipped = readFileSync(join(repo, 'examples', 'pm2', 'ecosystem.config.cjs'), 'utf8').replace("PORT: '3000'", `PORT: '${port}'`);
   copyFileSync(join(repo, 'examples', 'pm2', 'graceful-http.cjs'), join(app, 'graceful-http.cjs'));

@@ -7,11 +7,12 @@
 //   upload-fsync  what the fsyncs of saveUpload cost: the same uploads with fsync on and off
 import { execFileSync, spawn } from 'node:child_process';
 import { request } from 'node:http';
-import { cpSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildExampleApp } from './example-app.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const next = join(here, '..', 'dist', 'next.js');
@@ -131,7 +132,6 @@ export function uploadFsync(work, rows, { count = 40 } = {}) {
 
 /** RSS growth of the example app's standalone server (one Next worker) receiving one upload of `sizeMB`. */
 export async function uploadRssNext(work, rows, { sizeMB = 2048 } = {}) {
-  const repo = join(here, '..');
   const base = join(work, 'upload-rss-next');
   const app = join(base, 'app');
   mkdirSync(base, { recursive: true });
@@ -140,17 +140,8 @@ export async function uploadRssNext(work, rows, { sizeMB = 2048 } = {}) {
     console.error(`  upload-rss-next: skipped, under ${sizeMB + 2048} MB free in ${base}`);
     return;
   }
-  const sh = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' } });
-  const started = performance.now();
-  const tarball = join(base, sh('npm', ['pack', '--pack-destination', base, '--silent'], repo).trim().split('\n').pop());
-  const example = join(repo, 'examples', 'next-app');
-  cpSync(example, app, { recursive: true, filter: (src) => src.endsWith('.gitkeep') || (!/[\\/](node_modules|\.next|uploads[\\/].+)$/.test(src.slice(example.length)) && !src.endsWith('next-env.d.ts') && !src.endsWith('package-lock.json')) });
-  const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
-  pkg.dependencies['upload-sync'] = `file:${tarball}`;
-  writeFileSync(join(app, 'package.json'), JSON.stringify(pkg, null, 2));
-  sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], app);
-  sh('npm', ['run', 'build'], app);
-  console.error(`  upload-rss-next: app built in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  const builtMs = buildExampleApp(base, app);
+  console.error(`  upload-rss-next: app built in ${(builtMs / 1000).toFixed(0)} s`);
   const port = await new Promise((resolve) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
       const { port: p } = s.address();
