@@ -79,6 +79,18 @@ await release();
 process.stdout.write('released\\n');
 `;
 
+/** Starts a process that holds the lock of `dest` (as src/shared/lock.ts takes it) until its stdin closes. */
+async function holdLock(root: string, lockDir: string, dest: string): Promise<Child> {
+  await mkdir(lockDir, { recursive: true });
+  const script = join(root, 'lock-child.mjs');
+  await writeFile(script, LOCK_CHILD);
+  const holder = startChild(script, [dest, lockPathFor(lockDir, dest)]);
+  children.push(holder);
+  await waitFor(() => holder.stdout().includes('locked') || holder.proc.exitCode !== null, { message: 'the lock holder' });
+  expect(holder.stdout() + holder.stderr()).toContain('locked');
+  return holder;
+}
+
 function resultOf(child: Child): SyncResult {
   const line = child.stdout().split('\n').find((l) => l.startsWith('RESULT '));
   if (!line) throw new Error(`child printed no result; stdout: ${child.stdout()} stderr: ${child.stderr()}`);
@@ -204,13 +216,7 @@ describe('cross-process runs', () => {
     const { root, source, dest } = project();
     await writeTree(source, { 'a.mp3': 'a', 'b/c.mp3': 'c' });
     const lockDir = join(root, 'locks');
-    await mkdir(lockDir, { recursive: true });
-    const script = join(root, 'lock-child.mjs');
-    await writeFile(script, LOCK_CHILD);
-    const holder = startChild(script, [dest, lockPathFor(lockDir, dest)]);
-    children.push(holder);
-    await waitFor(() => holder.stdout().includes('locked') || holder.proc.exitCode !== null, { message: 'the lock holder' });
-    expect(holder.stdout() + holder.stderr()).toContain('locked');
+    const holder = await holdLock(root, lockDir, dest);
 
     const t0 = performance.now();
     const result = await syncUploads({ source, dest, force: true, lockDir, lockTimeoutMs: 500 });
@@ -236,14 +242,8 @@ describe('uploads never wait for a full run (issue 11)', () => {
     const { root, source, dest } = project();
     await writeTree(source, { 'old/a.mp3': 'a', 'old/b.mp3': 'b' });
     const lockDir = join(root, 'locks');
-    await mkdir(lockDir, { recursive: true });
-    const script = join(root, 'lock-child.mjs');
-    await writeFile(script, LOCK_CHILD);
     // Another process's full run, as far as the lock can tell: it holds the lock until told to stop.
-    const holder = startChild(script, [dest, lockPathFor(lockDir, dest)]);
-    children.push(holder);
-    await waitFor(() => holder.stdout().includes('locked') || holder.proc.exitCode !== null, { message: 'the lock holder' });
-    expect(holder.stdout() + holder.stderr()).toContain('locked');
+    const holder = await holdLock(root, lockDir, dest);
 
     // A full run in this process waits for that lock (long timeout: it is still waiting below).
     let fullDone = false;
