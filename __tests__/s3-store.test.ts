@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import {
   AbortMultipartUploadCommand, CreateBucketCommand, DeleteBucketCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client,
 } from '@aws-sdk/client-s3';
-import { openStore, type S3Store } from '../src/store/s3-store.js';
+import { openStore } from '../src/store/open.js';
+import type { S3Store } from '../src/store/s3-store.js';
 import { bucketName, s3TestEnv, type S3Env } from './s3-helpers.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';

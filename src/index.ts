@@ -6,8 +6,9 @@ export { resolveConfig, resolveServeConfig, resolveSyncConfig, resolveWatchConfi
 export { isSyncEnabled, AUDIO_EXTENSIONS } from './config/parse.js';
 export type { ResolvedConfig, Env, PathsConfig, ServeConfig, RunConfig, SyncConfig, WatchConfig, CleanupConfig, StoreConfig } from './config/config.js';
 export { UploadSyncError } from './shared/errors.js';
-export { openStore, S3Store } from './store/s3-store.js';
-export type { StoreEntry, StoreHead, PutOptions, PutResult, GetOptions, GetResult, DeleteResult, StoreTuning } from './store/s3-store.js';
+export { openStore } from './store/open.js';
+export { S3Store } from './store/s3-store.js';
+export type { StoreEntry, StoreHead, PutOptions, PutResult, GetOptions, GetResult, DeleteResult, StoreTuning } from './store/types.js';
 export type { UploadSyncErrorCode } from './shared/errors.js';
 export type {
   CleanupOptions,

@@ -6,155 +6,22 @@
  * as `cause`), `ERR_EXISTS`, `ERR_TOO_LARGE`, `ERR_ABORTED`, `ERR_INVALID_NAME`, `ERR_CONFIG`.
  */
 import type { Readable } from 'node:stream';
-import { resolveStore, type StoreConfig } from '../config/store.js';
-import type { Env } from '../config/parse.js';
 import { UploadSyncError, errorMessage } from '../shared/errors.js';
-import type { S3ClientLike, StoreOption } from '../shared/options.js';
+import type { S3ClientLike } from '../shared/options.js';
 import { formatMtime, keyOf, listPrefixOf, parseMtime, pathOfKey } from './keys.js';
 import { uploadMultipart } from './multipart.js';
-import { loadPresigner, loadS3Sdk, type S3Sdk } from './sdk.js';
+import { mapStoreError, statusOf, type SdkError } from './sdk-errors.js';
+import { loadPresigner, type S3Sdk } from './sdk.js';
 import { aborted, PartSource } from './source.js';
+import type { DeleteResult, GetOptions, GetResult, PutOptions, PutResult, StoreEntry, StoreHead, StoreTuning } from './types.js';
 
-/** One object of a listing. */
-export interface StoreEntry {
-  /** The full object key. */
-  readonly key: string;
-  /** The key relative to the store's prefix (not checked: a bucket may hold keys no file could have). */
-  readonly path: string;
-  readonly size: number;
-  /** When the object was written to the bucket (not the file's mtime: see {@link S3Store.head}). */
-  readonly lastModified: Date;
-  /** As the server sends it, quotes included. */
-  readonly etag: string;
-}
-
-/** What a HEAD tells. */
-export interface StoreHead {
-  readonly size: number;
-  /** The source file's mtime kept in `x-amz-meta-mtime` (ms since the epoch, µs precision); `null` without it. */
-  readonly mtimeMs: number | null;
-  /** As the server sends it, quotes included. Multipart objects have a `-N` suffix. */
-  readonly etag: string;
-  readonly contentType: string | null;
-  readonly lastModified: Date | null;
-}
-
-export interface PutOptions {
-  /** The source file's mtime, kept in `x-amz-meta-mtime` (the quick check of push/pull compares it). */
-  mtimeMs?: number;
-  contentType?: string;
-  /**
-   * Never overwrite: `ERR_EXISTS` when the key exists. A single PutObject sends `If-None-Match: *`
-   * (atomic where the server honours it: AWS S3, Ceph RGW, R2). A multipart upload HEADs the key
-   * just before CompleteMultipartUpload and also sends `If-None-Match: *` on it: AWS S3 honours that
-   * atomically; Ceph RGW 16 ignores it, so there the HEAD is the only guard and a writer completing
-   * between the HEAD and our Complete is overwritten (a race of milliseconds).
-   */
-  ifNoneMatch?: boolean;
-  /** Aborts the upload: `ERR_ABORTED`, and nothing is left in the bucket (the multipart upload is aborted). */
-  signal?: AbortSignal;
-  /** `ERR_TOO_LARGE` as soon as more bytes than this arrive; nothing is left in the bucket. */
-  maxBytes?: number;
-}
-
-export interface PutResult {
-  readonly key: string;
-  readonly size: number;
-  /** From the PutObject answer, or from a HEAD after a multipart upload (Ceph answers an empty ETag to Complete). */
-  readonly etag: string;
-  /** 0 for a single PutObject, else the number of parts. */
-  readonly parts: number;
-}
-
-export interface GetOptions {
-  /** An HTTP Range header value, e.g. `bytes=0-99`, `bytes=-500`. */
-  range?: string;
-  ifNoneMatch?: string;
-  ifModifiedSince?: Date;
-  ifMatch?: string;
-  ifUnmodifiedSince?: Date;
-  signal?: AbortSignal;
-}
-
-/**
- * A GET's answer: `body` for 200 and 206, `null` for 304, 404, 412 and 416 (which are answers, not
- * errors). Header names are lower-case: `content-length`, `content-range`, `content-type`, `etag`,
- * `last-modified`, `accept-ranges`, `x-amz-meta-mtime`, those the server sent. The gateway's own 416
- * carries no `Content-Range` (Ceph): HEAD for the size when `bytes *\/size` is needed.
- */
-export interface GetResult {
-  readonly status: number;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: Readable | null;
-}
-
-export interface DeleteResult {
-  /** Paths deleted (or already absent: S3 does not tell them apart). */
-  readonly deleted: string[];
-  readonly errors: { readonly path: string; readonly key: string; readonly code: string; readonly message: string }[];
-}
-
-/** How large and how many parts a multipart upload holds in memory at most: `partSize × (queueSize + 1)`. */
-export interface StoreTuning {
-  /** At least 5 MiB (S3's minimum for every part but the last). @default 8 MiB */
-  partSize?: number;
-  /** Parts sent at once. @default 2 */
-  queueSize?: number;
-}
+export type { DeleteResult, GetOptions, GetResult, PutOptions, PutResult, StoreEntry, StoreHead, StoreTuning } from './types.js';
 
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 export const DEFAULT_QUEUE_SIZE = 2;
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const LIST_PAGE = 1000;
 const DELETE_BATCH = 1000;
-
-interface SdkError {
-  name?: string;
-  Code?: string;
-  message?: string;
-  $metadata?: { httpStatusCode?: number };
-  $response?: { headers?: Record<string, string> };
-}
-
-const statusOf = (err: unknown): number | undefined => (err as SdkError | null)?.$metadata?.httpStatusCode;
-
-/**
- * Opens a store (experimental: the primitives push/pull, saving and serving from a bucket are being
- * built on): `s3://bucket/prefix` or `{ bucket, prefix?, client? }`, with the AWS variables of
- * `options.env` (default `process.env`). Loads `@aws-sdk/client-s3` on first use.
- * @throws UploadSyncError `ERR_CONFIG` for a bad store, or when the SDK is not installed (saying what to install).
- */
-export async function openStore(store: StoreOption, options: StoreTuning & { env?: Env } = {}): Promise<S3Store> {
-  const config = resolveStore(store, options.env ?? process.env);
-  if (config === null) throw new UploadSyncError('ERR_CONFIG', 'openStore needs a store: "s3://bucket/prefix" or { bucket, prefix?, client? }');
-  return await storeFromConfig(config, options);
-}
-
-/**
- * Opens the store of a resolved config: loads the SDK (`ERR_CONFIG` saying what to install when it
- * is missing) and builds a client from the config's endpoint, region, credentials and path style,
- * with `WHEN_REQUIRED` checksums, unless the config carries the user's own client.
- */
-export async function storeFromConfig(config: StoreConfig, tuning: StoreTuning = {}): Promise<S3Store> {
-  const sdk = await loadS3Sdk();
-  let client: S3ClientLike | null = config.client;
-  let owned = false;
-  if (client === null) {
-    owned = true;
-    client = new sdk.S3Client({
-      ...(config.endpoint === null ? {} : { endpoint: config.endpoint }),
-      ...(config.region !== null ? { region: config.region } : config.endpoint !== null ? { region: 'us-east-1' } : {}),
-      // A copy: the SDK writes into the credentials object it is given, and the config is frozen.
-      ...(config.credentials === null ? {} : { credentials: { ...config.credentials } }),
-      forcePathStyle: config.pathStyle,
-      // Since 3.729 the SDK adds CRC checksums (and aws-chunked bodies) by default, which R2, B2,
-      // MinIO and Ceph refuse or store wrongly: only where an operation requires one.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
-  }
-  return new S3Store(sdk, client, config.bucket, config.prefix, tuning, owned);
-}
 
 export class S3Store {
   readonly partSize: number;
@@ -225,7 +92,7 @@ export class S3Store {
       };
     } catch (err) {
       if (statusOf(err) === 404) return null;
-      throw this.mapError(err, key, options.signal);
+      throw mapStoreError(err, this.bucket, key, options.signal);
     }
   }
 
@@ -272,7 +139,7 @@ export class S3Store {
         // A PutObject is one request with the whole body: aborted, it either reached the server
         // whole or not at all (never a partial object). Not deleted here: that could delete the
         // object it was replacing.
-        throw this.mapError(err, key, signal);
+        throw mapStoreError(err, this.bucket, key, signal);
       }
     }
     const parts = await uploadMultipart(
@@ -287,7 +154,7 @@ export class S3Store {
         contentType: options.contentType,
         ifNoneMatch,
         exists: async () => (await this.head(path)) !== null,
-        mapError: (err) => this.mapError(err, key, signal),
+        mapError: (err) => mapStoreError(err, this.bucket, key, signal),
       },
       source,
       first,
@@ -343,7 +210,7 @@ export class S3Store {
         for (const name of ['etag', 'last-modified', 'content-range']) if (raw[name] !== undefined) headers[name] = raw[name];
         return { status, headers, body: null };
       }
-      throw this.mapError(err, key, options.signal);
+      throw mapStoreError(err, this.bucket, key, options.signal);
     }
   }
 
@@ -399,20 +266,8 @@ export class S3Store {
     try {
       return await this.client.send(command, { abortSignal: signal });
     } catch (err) {
-      throw this.mapError(err, undefined, signal);
+      throw mapStoreError(err, this.bucket, undefined, signal);
     }
   }
 
-  /** The SDK's errors as `UploadSyncError`s: 412 on a write is `ERR_EXISTS`, an abort `ERR_ABORTED`, the rest `ERR_STORE`. */
-  private mapError(err: unknown, key: string | undefined, signal: AbortSignal | undefined): unknown {
-    if (err instanceof UploadSyncError) return err;
-    if (signal?.aborted === true || (err as SdkError | null)?.name === 'AbortError') {
-      return new UploadSyncError('ERR_ABORTED', 'The request to the bucket was aborted', { cause: err });
-    }
-    const status = statusOf(err);
-    const e = err as SdkError;
-    if (status === 412 && key !== undefined) return new UploadSyncError('ERR_EXISTS', `The object ${key} already exists`, { cause: err });
-    const what = `${e?.Code ?? e?.name ?? 'Error'}${status === undefined ? '' : ` (HTTP ${status})`}`;
-    return new UploadSyncError('ERR_STORE', `Bucket ${this.bucket}${key === undefined ? '' : `, key ${key}`}: ${what}: ${errorMessage(err)}`, { cause: err });
-  }
 }
