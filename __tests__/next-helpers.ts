@@ -144,6 +144,8 @@ export function get(url: string, headers: Record<string, string> = {}, method = 
 export async function buildExample(
   work: string,
   must: ReturnType<typeof commands>['must'],
+  /** More dependencies of the app, as in package.json (the store's AWS SDK, say). */
+  dependencies: Record<string, string> = {},
 ): Promise<{ app: string; standalone: string }> {
   const app = join(work, 'app');
   const pack = join(work, 'pack');
@@ -153,7 +155,7 @@ export async function buildExample(
   await copyExample(app);
   const pkgPath = join(app, 'package.json');
   const pkg = JSON.parse(await readFile(pkgPath, 'utf8')) as { dependencies: Record<string, string> };
-  pkg.dependencies['upload-sync'] = `file:${tarball}`;
+  Object.assign(pkg.dependencies, dependencies, { 'upload-sync': `file:${tarball}` });
   await writeFile(pkgPath, JSON.stringify(pkg, null, 2));
   await must('npm install', 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], app, 6 * MINUTES);
   await must('build', 'npm', ['run', 'build'], app, 6 * MINUTES);

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { chromium, type Browser, type Page, type Response } from 'playwright-core';
+import { BYTES_PER_SECOND, CHROMIUM, CHROMIUM_FLAGS, wav } from './browser-helpers.js';
 import { cleanEnv, tempFiles, waitFor } from './helpers.js';
 import { NGINX_CONF, bodyLimitOf, startNginx, type StartedNginx } from './nginx-helpers.js';
 import { MINUTES, buildExample, commands, freePort, servers, startServer, stopServer, type Started } from './next-helpers.js';
@@ -38,35 +39,7 @@ let browser: Browser | undefined;
 const env = () => cleanEnv({ NEXT_TELEMETRY_DISABLED: '1', UPLOAD_SYNC_LOCK_DIR: join(work, 'locks') });
 const { timings, timed, must } = commands(env);
 
-/** The flags every Chromium of this project's tests runs with (nothing phones home, nothing updates). */
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-/** A valid PCM WAV: 44-byte header, then a 440 Hz tone, 16-bit. 30 s at 48 kHz stereo is 5.76 MB: over nginx's default 1m, and long enough that a seek near the end is a new ranged request. */
-function wav(seconds: number, rate = 48_000, channels = 2): Buffer {
-  const frames = seconds * rate;
-  const data = Buffer.alloc(frames * channels * 2);
-  for (let i = 0; i < frames; i++) {
-    const v = Math.round(Math.sin((2 * Math.PI * 440 * i) / rate) * 8000);
-    for (let c = 0; c < channels; c++) data.writeInt16LE(v, (i * channels + c) * 2);
-  }
-  const h = Buffer.alloc(44);
-  h.write('RIFF', 0);
-  h.writeUInt32LE(36 + data.length, 4);
-  h.write('WAVE', 8);
-  h.write('fmt ', 12);
-  h.writeUInt32LE(16, 16); // PCM format chunk size
-  h.writeUInt16LE(1, 20); // PCM
-  h.writeUInt16LE(channels, 22);
-  h.writeUInt32LE(rate, 24);
-  h.writeUInt32LE(rate * channels * 2, 28); // bytes per second
-  h.writeUInt16LE(channels * 2, 32); // bytes per frame
-  h.writeUInt16LE(16, 34);
-  h.write('data', 36);
-  h.writeUInt32LE(data.length, 40);
-  return Buffer.concat([h, data]);
-}
 const SECONDS = 30;
-const BYTES_PER_SECOND = 48_000 * 2 * 2;
 const TONE = wav(SECONDS);
 
 beforeAll(async () => {
@@ -76,7 +49,7 @@ beforeAll(async () => {
   uploads = join(app, 'public', 'uploads');
   next = await timed('next start', () => startServer(join(app, '.next', 'standalone'), env()));
   nginx = await timed('nginx start', () => startNginx(join(work, 'nginx'), join(app, 'public'), new URL(next!.base).host));
-  browser = await timed('chromium start', () => chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS }));
+  browser = await timed('chromium start', () => chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS }));
 }, 15 * MINUTES);
 
 afterAll(async () => {
