@@ -1,12 +1,13 @@
 import { parseArgs } from 'node:util';
 import { UploadSyncError, errorMessage } from '../shared/errors.js';
+import { assets } from './assets.js';
 import { cleanup } from './cleanup.js';
 import { EXIT, UsageError, type Command, type Values } from './shared.js';
 import { check, sync } from './sync.js';
 import { watch } from './watch.js';
 
 /** Every command; a new one is a module under src/cli/ and a line here. */
-const commands: Record<string, Command> = { sync, check, cleanup, watch };
+const commands: Record<string, Command> = { sync, check, cleanup, watch, assets };
 
 function mainHelp(): string {
   return `upload-sync ${__UPLOAD_SYNC_VERSION__}: keep a Next.js standalone build's uploads served
