@@ -1,17 +1,16 @@
 import type { FileHandle } from 'node:fs/promises';
 import { resolveServeConfig, type ServeConfig } from '../config/config.js';
-import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
+import { errorCode, errorMessage } from '../shared/errors.js';
 import { isSyncablePath } from '../shared/filter.js';
 import { createLog } from '../shared/log.js';
-import { create as contentDisposition } from 'content-disposition';
-import { contentTypeOf, isInlineType, isTypePattern } from './mime.js';
 import { FileOpener, type OpenFile } from './open-file.js';
 import type { UploadsRoute, UploadsRouteContext, UploadsRouteOptions } from '../shared/options.js';
-import { chooseRange, isNotModified, isPreconditionFailure, isRangeFresh, validatorsOf, type Validators } from './range.js';
+import { validatorsOf } from './range.js';
+import { decide, fileHeaders, plain, statusAnswer } from './respond.js';
+import { checkRouteOptions, DEFAULT_URL_PREFIX, type RouteSettings } from './route-options.js';
+import { StoreServer } from './serve-store.js';
 
-/** `send`'s default: caches keep the file but revalidate it (a cheap 304 with the ETag). */
-export const DEFAULT_CACHE_CONTROL = 'public, max-age=0';
-export const DEFAULT_URL_PREFIX = '/uploads';
+export { DEFAULT_CACHE_CONTROL, DEFAULT_URL_PREFIX } from './route-options.js';
 
 /** Bytes read per chunk of a response body. */
 const CHUNK = 64 * 1024;
@@ -35,20 +34,29 @@ const CHUNK = 64 * 1024;
  * PDF, unknown) is an attachment with `Content-Security-Policy: sandbox` (see `inlineTypes`);
  * `X-Content-Type-Options: nosniff` on every answer. ETag and Last-Modified are the values Next's
  * static handler (`send`) gives the same file, so they survive a restart.
+ *
+ * With a store (`store`, `UPLOAD_SYNC_STORE`), a file on neither disk folder comes from the bucket
+ * (serve-store.ts): streamed with the same answers and headers (`delivery: 'proxy'`), or a 307 to a
+ * presigned URL (`'redirect'`).
  * @throws UploadSyncError `ERR_CONFIG` at once for a bad route option; a bad environment shows as 500s.
  */
 export function createUploadsRoute(options: UploadsRouteOptions = {}): UploadsRoute {
   const route = checkRouteOptions(options);
   const opener = new FileOpener();
   let config: ServeConfig | undefined;
+  let store: StoreServer | null | undefined;
 
   // The environment is read at the first request, not at import: `next build` imports route
   // modules with its own cwd and environment.
-  const getConfig = () => (config ??= resolveServeConfig({ root: options.root, source: options.source, dest: options.dest, extensions: options.extensions, logger: options.logger, logFile: options.logFile }));
+  const getConfig = () =>
+    (config ??= resolveServeConfig({ root: options.root, source: options.source, dest: options.dest, extensions: options.extensions, logger: options.logger, logFile: options.logFile, store: options.store }));
+  // The store (option or UPLOAD_SYNC_STORE) is served after the disk; its SDK loads at the first miss.
+  const getStore = (c: ServeConfig) => (store ??= c.store === null ? null : new StoreServer(c.store, route, createLog('route', c.logFile, c.logger)));
 
   const handle = async (request: Request, context: UploadsRouteContext | undefined, head: boolean): Promise<Response> => {
     try {
-      return await serve(request, context, head, getConfig(), route, opener);
+      const c = getConfig();
+      return await serve(request, context, head, c, route, opener, getStore(c));
     } catch (err) {
       const code = errorCode(err);
       if (code === 'EACCES' || code === 'EPERM') return plain(403, head);
@@ -60,57 +68,6 @@ export function createUploadsRoute(options: UploadsRouteOptions = {}): UploadsRo
     GET: (request, context) => handle(request, context, false),
     HEAD: (request, context) => handle(request, context, true),
   };
-}
-
-interface RouteSettings {
-  urlPrefix: string | undefined;
-  cacheControl: string;
-  fallbackToDest: boolean;
-  contentTypes: Readonly<Record<string, string>> | undefined;
-  headers: Readonly<Record<string, string>>;
-  /** `inlineTypes`, lower case: served inline over the built-in audio, video and raster images. */
-  inlineTypes: ReadonlySet<string>;
-}
-
-function checkRouteOptions(options: UploadsRouteOptions): RouteSettings {
-  const bad = (name: string, expected: string, got: unknown): never => {
-    throw new UploadSyncError('ERR_CONFIG', `Invalid option \`${name}\` of createUploadsRoute: expected ${expected}, got ${typeof got === 'string' ? JSON.stringify(got) : String(got)}`);
-  };
-  if (options === null || typeof options !== 'object') bad('options', 'an options object', options);
-  const { urlPrefix, cacheControl = DEFAULT_CACHE_CONTROL, fallbackToDest = true, contentTypes, headers = {}, inlineTypes = [] } = options;
-  if (urlPrefix !== undefined && (typeof urlPrefix !== 'string' || !urlPrefix.startsWith('/') || /[?#\\]/.test(urlPrefix))) {
-    bad('urlPrefix', 'a path starting with "/" such as "/uploads"', urlPrefix);
-  }
-  if (cacheControl !== false && (typeof cacheControl !== 'string' || /[\r\n]/.test(cacheControl))) bad('cacheControl', 'a header value or false', cacheControl);
-  if (typeof fallbackToDest !== 'boolean') bad('fallbackToDest', 'true or false', fallbackToDest);
-  for (const [name, value] of [['contentTypes', contentTypes ?? {}], ['headers', headers]] as const) {
-    if (value === null || typeof value !== 'object' || Object.values(value).some((v) => typeof v !== 'string' || /[\r\n]/.test(v))) {
-      bad(name, 'an object of header values', value);
-    }
-  }
-  if (!Array.isArray(inlineTypes) || inlineTypes.some((t) => typeof t !== 'string' || !isTypePattern(t.trim().toLowerCase()))) {
-    bad('inlineTypes', 'an array of media types ("application/pdf"), "type/*" patterns ("text/*") or "*/*"', Array.isArray(inlineTypes) ? JSON.stringify(inlineTypes) : inlineTypes);
-  }
-  const lowerTypes = contentTypes && Object.fromEntries(Object.entries(contentTypes).map(([ext, type]) => [ext.replace(/^\./, '').toLowerCase(), type]));
-  return {
-    // As the URL parser writes it (percent-encoded), without a trailing slash.
-    urlPrefix: urlPrefix === undefined ? undefined : new URL(urlPrefix, 'http://x').pathname.replace(/\/+$/, ''),
-    cacheControl: withNoTransform(cacheControl),
-    fallbackToDest,
-    contentTypes: lowerTypes,
-    headers,
-    inlineTypes: new Set((inlineTypes as readonly string[]).map((t) => t.trim().toLowerCase())),
-  };
-}
-
-/**
- * `no-transform` is always part of `Cache-Control`: Next's server gzips compressible responses
- * (text, JSON, SVG) when the client accepts it, a 206 included, whose `Content-Range` then counts
- * bytes the body no longer has, under a strong ETag. The `compression` middleware honours it.
- */
-function withNoTransform(cacheControl: string | false): string {
-  if (cacheControl === false || cacheControl.trim() === '') return 'no-transform';
-  return /(?:^|,)\s*no-transform\s*(?:,|$)/i.test(cacheControl) ? cacheControl : `${cacheControl}, no-transform`;
 }
 
 /**
@@ -159,13 +116,14 @@ export function checkSegments(raw: readonly string[]): { ok: true; segments: str
   return { ok: true, segments };
 }
 
-async function serve(request: Request, context: UploadsRouteContext | undefined, head: boolean, config: ServeConfig, route: RouteSettings, opener: FileOpener): Promise<Response> {
+async function serve(request: Request, context: UploadsRouteContext | undefined, head: boolean, config: ServeConfig, route: RouteSettings, opener: FileOpener, store: StoreServer | null): Promise<Response> {
   const raw = await requestSegments(request.url, context, route.urlPrefix);
   if (raw === null) return plain(404, head);
   const checked = checkSegments(raw);
   if (!checked.ok) return plain(checked.status, head);
   // Served exactly when the sync would mirror it: no dotfiles (our temp files among them), no
   // partial uploads, only the extensions the filter allows. Hidden files answer 404, as in `send`.
+  // Checked before any folder is opened or any request reaches the store.
   if (!isSyncablePath(checked.segments.join('/'), config.extensions)) return plain(404, head);
 
   const bases = route.fallbackToDest ? [config.source, config.dest] : [config.source];
@@ -174,36 +132,16 @@ async function serve(request: Request, context: UploadsRouteContext | undefined,
     file = await opener.open(base, checked.segments);
     if (file !== null) break;
   }
-  if (file === null) return plain(404, head);
+  if (file === null) return store === null ? plain(404, head) : await store.serve(request, checked.segments, head);
 
   let keepOpen = false;
   try {
     const { size, mtime } = file;
     const v = validatorsOf(size, mtime);
-    const headers = baseHeaders(route, v);
-    if (isPreconditionFailure(request.headers, v)) return plain(412, head);
-    if (isNotModified(request.headers, v)) return new Response(null, { status: 304, headers });
-
-    let range = chooseRange(size, request.headers.get('range'));
-    if (range.kind !== 'whole' && !isRangeFresh(request.headers.get('if-range'), v)) range = { kind: 'whole' };
-    if (range.kind === 'unsatisfiable') {
-      headers.set('Content-Range', `bytes */${size}`);
-      return plain(416, head, headers);
-    }
-    const [start, end] = range.kind === 'partial' ? [range.start, range.end] : [0, size - 1];
-    const name = checked.segments[checked.segments.length - 1]!;
-    const type = contentTypeOf(name, route.contentTypes);
-    headers.set('Content-Type', type);
-    // Anything a browser could run as a page (HTML, SVG, XML, JS, PDF, unknown) is a download in a
-    // sandbox: opened from the app's origin it would be stored XSS.
-    if (!isInlineType(type.split(';')[0]!.trim(), route.inlineTypes)) {
-      headers.set('Content-Disposition', contentDisposition(name, { type: 'attachment' }));
-      // Appended: a policy of the caller's `headers` still applies (each policy is enforced).
-      if (headers.get('Content-Security-Policy') !== 'sandbox') headers.append('Content-Security-Policy', 'sandbox');
-    }
-    headers.set('Content-Length', String(end - start + 1));
-    if (range.kind === 'partial') headers.set('Content-Range', `bytes ${start}-${end}/${size}`);
-    const status = range.kind === 'partial' ? 206 : 200;
+    const decision = decide(request.headers, size, v);
+    if (decision.kind === 'status') return statusAnswer(route, v, size, decision.status, head);
+    const { status, start, end } = decision;
+    const headers = fileHeaders(route, v, checked.segments[checked.segments.length - 1]!, size, decision);
     if (head || end < start) return new Response(null, { status, headers });
     // One chunk or less (a seek's 64 KiB range): read it now and close the file before answering,
     // which spares a stream and its pulls. A file that shrank meanwhile is then a 500, not a cut body.
@@ -213,35 +151,6 @@ async function serve(request: Request, context: UploadsRouteContext | undefined,
   } finally {
     if (!keepOpen) await file.handle.close().catch(() => undefined);
   }
-}
-
-function baseHeaders(route: RouteSettings, v: Validators): Headers {
-  const headers = new Headers(route.headers);
-  headers.set('Accept-Ranges', 'bytes');
-  headers.set('Cache-Control', route.cacheControl);
-  headers.set('ETag', v.etag);
-  headers.set('Last-Modified', new Date(v.lastModified).toUTCString());
-  headers.set('X-Content-Type-Options', 'nosniff');
-  return headers;
-}
-
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  404: 'Not Found',
-  412: 'Precondition Failed',
-  416: 'Range Not Satisfiable',
-  500: 'Internal Server Error',
-};
-
-/** A short text answer for an error status (no body for HEAD). */
-function plain(status: number, head: boolean, headers = new Headers()): Response {
-  const body = `${REASONS[status] ?? 'Error'}\n`;
-  headers.set('Content-Type', 'text/plain; charset=utf-8');
-  headers.set('Content-Length', String(Buffer.byteLength(body)));
-  headers.set('X-Content-Type-Options', 'nosniff');
-  if (!headers.has('Accept-Ranges')) headers.set('Accept-Ranges', 'bytes');
-  return new Response(head ? null : body, { status, headers });
 }
 
 /**

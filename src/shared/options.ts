@@ -250,6 +250,30 @@ export interface UploadsRoute {
 /** Options of `createUploadsRoute`. */
 export interface UploadsRouteOptions extends Pick<CommonOptions, 'root' | 'source' | 'dest' | 'extensions' | 'logger' | 'logFile'> {
   /**
+   * The shared store in a bucket: a file found in neither the source nor the mirror is served
+   * from it (see `delivery`), after the same path checks (a refused path never reaches the bucket).
+   * A bucket error answers 502 (503 when the bucket says 503), a missing object 404.
+   * @default env `UPLOAD_SYNC_STORE`, else none (disk only)
+   */
+  store?: StoreOption;
+  /**
+   * How a file from the store is delivered. `'proxy'`: the route streams it, answering exactly as
+   * for a file on disk (Range, 206, 304, 412, 416, HEAD, the same headers); ETag is the object's,
+   * Last-Modified the file's mtime kept in `x-amz-meta-mtime` (else the upload time). `'redirect'`:
+   * 307 to a presigned GET of the object (valid `presignExpiresIn`), whose answer carries the
+   * route's Content-Type, Content-Disposition and Cache-Control; the bytes then go from the bucket
+   * to the client, Range and conditionals answered by the bucket. HEAD is answered by the route in
+   * both (a presigned GET answers HEAD with 403).
+   * @default 'proxy'
+   */
+  delivery?: 'proxy' | 'redirect';
+  /**
+   * Seconds a presigned URL of `delivery: 'redirect'` is valid. Media players keep using the URL
+   * they were redirected to for later ranges, so it must outlast the longest playback or seek.
+   * @default 3600
+   */
+  presignExpiresIn?: number;
+  /**
    * Where the route is mounted, as it appears in the URL. Unset, the route finds the file path from
    * Next's `params.path` and the raw URL, so it works in any folder and under a `basePath`; a
    * request without such params falls back to `/uploads`.

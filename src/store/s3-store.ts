@@ -248,13 +248,17 @@ export class S3Store {
 
   /**
    * A presigned GET URL of the object, valid `expiresIn` seconds. GET only: the signature covers
-   * the method, so a HEAD of that URL gets 403. Loads `@aws-sdk/s3-request-presigner` on first use.
+   * the method, so a HEAD of that URL gets 403. `response` sets headers of the bucket's answer
+   * (signed `response-content-type`… parameters). Loads `@aws-sdk/s3-request-presigner` on first use.
    */
-  async presignGet(path: string, expiresIn = 300): Promise<string> {
+  async presignGet(path: string, expiresIn = 300, response: { contentType?: string; contentDisposition?: string; cacheControl?: string } = {}): Promise<string> {
     const key = this.key(path);
     const { getSignedUrl } = await loadPresigner();
+    const command = new this.sdk.GetObjectCommand({
+      Bucket: this.bucket, Key: key, ResponseContentType: response.contentType, ResponseContentDisposition: response.contentDisposition, ResponseCacheControl: response.cacheControl,
+    });
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    return await getSignedUrl(this.client as any, new this.sdk.GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn });
+    return await getSignedUrl(this.client as any, command, { expiresIn });
   }
 
   /** Closes the client's sockets, when this store made the client (the user's own is left alone). */

@@ -1,0 +1,205 @@
+/**
+ * createUploadsRoute serving from the store (issue 12 point 4) against a real Ceph RGW
+ * (__tests__/s3-helpers.ts). The oracle is the same route serving the same files from disk (itself
+ * checked against `send` in route-send-oracle.test.ts): for a generated set of requests, the
+ * bucket route must give the same status, bytes and headers; only the ETag differs (the object's,
+ * not `"size-mtime"`), and a 304 the bucket answered carries no Last-Modified (serve-store.ts).
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { stat } from 'node:fs/promises';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { CreateBucketCommand, DeleteBucketCommand, GetObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { createUploadsRoute } from '../src/next.js';
+import { writeResponse } from '../src/next/preload.js';
+import { openStore } from '../src/store/open.js';
+import type { S3Store } from '../src/store/s3-store.js';
+import { ROOT, tempProject, waitFor, writeTree } from './helpers.js';
+import { bucketName, s3TestEnv, type S3Env } from './s3-helpers.js';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+const gw = await s3TestEnv();
+if ('skip' in gw) process.stderr.write(`route-store.test.ts skipped: ${gw.skip}\n`);
+const d = 'env' in gw ? describe : describe.skip;
+const MiB = 1024 * 1024;
+const PREFIX = 'up/loads';
+
+/** Seeded, so a failure replays. */
+function prng(seed: number) {
+  let s = seed >>> 0;
+  return () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
+}
+const rand = prng(0x51ce);
+function bytesOf(size: number, salt: number): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i++) b[i] = (i * 31 + salt + (i >> 9)) & 0xff;
+  return b;
+}
+
+/** Hostile names (spaces, `+`, `%`, unicode, NFD), every inline/attachment kind, empty, > 64 KiB, multipart (two 5 MiB parts). */
+const FILES: Record<string, Buffer> = {
+  'song.mp3': bytesOf(1000, 1),
+  'sp ace & co.mp3': bytesOf(777, 2),
+  'plus+sign.flac': bytesOf(300, 3),
+  '100%25 sure.ogg': bytesOf(64, 4), // the name holds `%25` literally
+  'ünï 曲/Cafe\u0301 ñ.m4a': bytesOf(5000, 5),
+  'empty.mp3': Buffer.alloc(0),
+  'one.mp3': Buffer.from('x'),
+  'page.html': Buffer.from('<script>alert(1)</script>'),
+  'notes.txt': Buffer.from('hello notes'),
+  'cover.png': bytesOf(2048, 6),
+  'sub/dir/long.wav': bytesOf(200_000, 7),
+  'big.mp3': bytesOf(6 * MiB + 123, 8),
+};
+const urlOf = (path: string) => `/uploads/${path.split('/').map(encodeURIComponent).join('/')}`;
+
+/** A real S3Client that logs every command it sends and keeps each GetObject body. */
+class LoggingClient extends S3Client {
+  readonly sent: string[] = [];
+  readonly bodies: Readable[] = [];
+  constructor(config: S3ClientConfig) {
+    super(config);
+  }
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  override async send(command: any, options?: any): Promise<any> {
+    this.sent.push(`${command.constructor.name} ${command.input?.Key ?? ''}`);
+    const out = (await super.send(command, options)) as { Body?: unknown };
+    if (command instanceof GetObjectCommand && out.Body !== undefined) this.bodies.push(out.Body as Readable);
+    return out;
+  }
+}
+
+interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+async function answer(res: Response): Promise<Answer> {
+  return { status: res.status, headers: Object.fromEntries(res.headers), body: Buffer.from(await res.arrayBuffer()) };
+}
+type Route = ReturnType<typeof createUploadsRoute>;
+const call = async (route: Route, path: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') =>
+  answer(await route[method](new Request(`http://localhost${path}`, { headers, method })));
+
+/** What must be equal between the disk route and the bucket route (the ETag is each one's own). */
+const COMPARED = ['content-range', 'content-length', 'content-type', 'content-disposition', 'content-security-policy', 'accept-ranges', 'cache-control', 'x-content-type-options'];
+function comparable(a: Answer) {
+  const h: Record<string, string | undefined> = {};
+  for (const name of COMPARED) h[name] = a.headers[name];
+  // A 304 passed through from the bucket has no Last-Modified (Ceph's 304 has no metadata); every other answer has the disk's.
+  if (a.status !== 304) h['last-modified'] = a.headers['last-modified'];
+  return { status: a.status, headers: h, sha: createHash('sha1').update(a.body).digest('hex'), length: a.body.length };
+}
+
+/** The generated requests for a file of `size` bytes, with that route's own validators. */
+function requestsFor(size: number, v: { etag: string; lastModified: string }, seed: number): Record<string, string>[] {
+  const r = prng(seed);
+  const n = (max: number) => Math.floor(r() * Math.max(1, max));
+  const before = new Date(Date.parse(v.lastModified) - 1000).toUTCString();
+  const after = new Date(Date.parse(v.lastModified) + 1000).toUTCString();
+  const ranges = [
+    'bytes=0-0', 'bytes=0-9', 'bytes=5-', `bytes=${Math.max(0, size - 1)}-`, `bytes=${size}-`, `bytes=${size + 10}-${size + 20}`,
+    'bytes=-1', 'bytes=-100', `bytes=-${size + 5}`, 'bytes=-0', 'bytes=0-1,5-6', 'bytes=0-5,3-10', 'bytes=abc', 'items=0-1', 'bytes=9-2',
+    'bytes=0-', ` bytes=1-2`, `bytes=${n(size)}-${n(size) + n(70_000)}`, `bytes=-${n(size)}`, `bytes=${n(size)}-${n(size)},${n(size)}-`,
+  ];
+  const out: Record<string, string>[] = [{}];
+  for (const range of ranges) out.push({ range });
+  out.push(
+    { 'if-none-match': v.etag }, { 'if-none-match': '"nope"' }, { 'if-none-match': `W/${v.etag}` }, { 'if-none-match': '*' },
+    { 'if-none-match': `"x", ${v.etag}` }, { 'if-none-match': v.etag, 'cache-control': 'no-cache' },
+    { 'if-modified-since': v.lastModified }, { 'if-modified-since': before }, { 'if-modified-since': after },
+    { 'if-none-match': '"nope"', 'if-modified-since': v.lastModified },
+    { 'if-unmodified-since': v.lastModified }, { 'if-unmodified-since': before },
+    { 'if-match': v.etag }, { 'if-match': '"nope"' }, { 'if-match': '*' }, { 'if-match': `W/${v.etag}` },
+    { 'if-match': v.etag, range: 'bytes=0-3' }, { 'if-match': '"nope"', 'if-none-match': v.etag },
+    { range: 'bytes=0-3', 'if-range': v.etag }, { range: 'bytes=0-3', 'if-range': '"nope"' }, { range: 'bytes=2-', 'if-range': `W/${v.etag}` },
+    { range: 'bytes=0-3', 'if-range': v.lastModified }, { range: 'bytes=0-3', 'if-range': before },
+    { range: `bytes=${size}-`, 'if-range': v.etag }, { range: 'bytes=-0', 'if-none-match': '"nope"' },
+  );
+  return out;
+}
+
+d('the route serves from the store as it serves from disk (real Ceph RGW)', () => {
+  let env: S3Env;
+  let admin: S3Client;
+  let store: S3Store;
+  let client: LoggingClient;
+  const bucket = bucketName('route');
+  const disk = tempProject('upload-sync-route-disk-');
+  const empty = tempProject('upload-sync-route-bucket-');
+  const clientConfig = (): S3ClientConfig => ({
+    endpoint: env.AWS_ENDPOINT_URL, region: 'us-east-1', forcePathStyle: true,
+    credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! },
+    requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  const diskRoute = () => createUploadsRoute({ root: disk.root, source: disk.source, dest: disk.dest });
+  const bucketRoute = (extra: Parameters<typeof createUploadsRoute>[0] = {}) =>
+    createUploadsRoute({ root: empty.root, source: empty.source, dest: empty.dest, store: { bucket, prefix: PREFIX, client }, ...extra });
+
+  beforeAll(async () => {
+    env = (gw as { env: S3Env }).env;
+    admin = new S3Client(clientConfig());
+    client = new LoggingClient(clientConfig());
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    store = await openStore({ bucket, prefix: PREFIX, client: admin }, { partSize: 5 * MiB });
+    await writeTree(disk.source, FILES);
+    await writeTree(empty.source, {});
+    // As a push does: the object keeps the file's mtime (nanosecond times, both roundings of the ms).
+    for (const [path, content] of Object.entries(FILES)) {
+      const abs = join(disk.source, path);
+      const sec = 1_600_000_000 + Math.floor(rand() * 100_000_000);
+      const { utimes } = await import('node:fs/promises');
+      await utimes(abs, sec, sec + rand());
+      await store.put(path, Readable.from([content]), { mtimeMs: (await stat(abs)).mtimeMs });
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    if (admin !== undefined) {
+      const keys: string[] = [];
+      for await (const page of store.list()) keys.push(...page.map((e) => e.path));
+      await store.deleteMany(keys);
+      await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
+      admin.destroy();
+      client.destroy();
+    }
+    await disk.cleanup();
+    await empty.cleanup();
+  });
+
+  test('every generated request: same status, bytes and headers as the disk route (GET and HEAD)', async () => {
+    const fromDisk = diskRoute();
+    const fromBucket = bucketRoute();
+    const mismatches: string[] = [];
+    let count = 0;
+    // One file after another, the files side by side (the gateway answers in ~10 ms, mostly waiting).
+    await Promise.all(Object.entries(FILES).map(async ([path, content], i) => {
+      const url = urlOf(path);
+      const own = async (route: Route) => {
+        const a = await call(route, url, {}, 'HEAD');
+        return { etag: a.headers.etag!, lastModified: a.headers['last-modified']! };
+      };
+      const [vd, vb] = [await own(fromDisk), await own(fromBucket)];
+      expect(vb.etag).toMatch(/^"[0-9a-f]{32}(-\d+)?"$/); // the object's own ETag (MD5, or MD5-parts)
+      expect(vb.lastModified).toBe(vd.lastModified); // the file's mtime, from x-amz-meta-mtime
+      const [rd, rb] = [requestsFor(content.length, vd, i), requestsFor(content.length, vb, i)];
+      for (let k = 0; k < rd.length; k++) {
+        for (const method of ['GET', 'HEAD'] as const) {
+          if (method === 'HEAD' && k % 3 !== 0) continue;
+          const a = comparable(await call(fromDisk, url, rd[k], method));
+          const b = comparable(await call(fromBucket, url, rb[k], method));
+          count++;
+          if (JSON.stringify(a) !== JSON.stringify(b)) mismatches.push(`${method} ${path} ${JSON.stringify(rb[k])}:\n  disk   ${JSON.stringify(a)}\n  bucket ${JSON.stringify(b)}`);
+        }
+      }
+      if (path === 'song.mp3') expect((await call(fromBucket, url)).body.equals(content)).toBe(true);
+    }));
+    expect(mismatches).toEqual([]);
+    expect(count).toBeGreaterThan(500);
+  }, 120_000);
+});
