@@ -202,4 +202,170 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
     expect(mismatches).toEqual([]);
     expect(count).toBeGreaterThan(500);
   }, 120_000);
+
+  test('disk first: the source, then the mirror, then the bucket (no bucket request when a disk has the file)', async () => {
+    await store.put('layered.mp3', Readable.from([Buffer.from('from the bucket')]));
+    const route = bucketRoute();
+    expect((await call(route, '/uploads/layered.mp3')).body.toString()).toBe('from the bucket');
+    await writeTree(empty.dest, { 'layered.mp3': 'from the mirror' });
+    const before = client.sent.length;
+    expect((await call(route, '/uploads/layered.mp3')).body.toString()).toBe('from the mirror');
+    await writeTree(empty.source, { 'layered.mp3': 'from the source' });
+    expect((await call(route, '/uploads/layered.mp3')).body.toString()).toBe('from the source');
+    expect((await call(route, '/uploads/layered.mp3', {}, 'HEAD')).headers['content-length']).toBe('15');
+    expect(client.sent.slice(before)).toEqual([]);
+  });
+
+  test('a refused path never reaches the bucket, even when the bucket holds that key', async () => {
+    for (const key of ['.hidden.mp3', 'a.mp3.part', 'b.crdownload', 'c.mp3.tmp', 'd.mp3~', '.git/config.mp3', 'x.exe']) {
+      await store.put(key, Readable.from([Buffer.from('must not be served')]));
+    }
+    const route = bucketRoute({ extensions: ['mp3', 'txt'] });
+    const refused = [
+      '/uploads/.hidden.mp3', '/uploads/a.mp3.part', '/uploads/b.crdownload', '/uploads/c.mp3.tmp', '/uploads/d.mp3~',
+      '/uploads/.git/config.mp3', '/uploads/x.exe', '/uploads/%2e%2e/secret.mp3', '/uploads/..%2fsecret.mp3', '/uploads/a%2fb.mp3',
+      '/uploads/a%5cb.mp3', '/uploads/bad%zz.mp3', '/uploads/nul%00.mp3', '/uploads/sub//x.mp3', '/uploads/', '/other/song.mp3',
+    ];
+    const before = client.sent.length;
+    const statuses: Record<string, number> = {};
+    for (const url of refused) {
+      for (const method of ['GET', 'HEAD'] as const) {
+        const a = await call(route, url, { range: 'bytes=0-1' }, method);
+        if (a.status < 400) statuses[`${method} ${url}`] = a.status;
+      }
+    }
+    for (const url of ['/uploads/.hidden.mp3', '/uploads/x.exe']) {
+      expect((await call(bucketRoute({ extensions: ['mp3', 'txt'], delivery: 'redirect' }), url)).status).toBe(404);
+    }
+    expect(statuses).toEqual({});
+    expect(client.sent.slice(before)).toEqual([]);
+    // The same keys are there: an accepted path does reach the bucket.
+    expect((await call(route, '/uploads/notes.txt')).status).toBe(200);
+    expect(client.sent.length).toBeGreaterThan(before);
+  });
+
+  test('a missing object is the route\'s own 404', async () => {
+    for (const method of ['GET', 'HEAD'] as const) {
+      const a = await call(bucketRoute(), '/uploads/missing.mp3', { range: 'bytes=0-1', 'if-none-match': '"x"' }, method);
+      expect(a.status).toBe(404);
+      expect(a.headers['content-type']).toBe('text/plain; charset=utf-8');
+      expect(a.body.toString()).toBe(method === 'GET' ? 'Not Found\n' : '');
+    }
+  });
+
+  test('redirect: 307 to a presigned GET that serves the bytes with the route\'s type and disposition; HEAD answered by the route', async () => {
+    const route = bucketRoute({ delivery: 'redirect', presignExpiresIn: 60 });
+    const proxy = bucketRoute();
+    const before = client.sent.length;
+    for (const [path, content] of Object.entries(FILES)) {
+      if (content.length > MiB) continue;
+      const res = await route.GET(new Request(`http://localhost${urlOf(path)}`));
+      expect(res.status).toBe(307);
+      expect(res.headers.get('cache-control')).toBe('private, no-store');
+      const location = res.headers.get('location')!;
+      expect(location.startsWith(env.AWS_ENDPOINT_URL!)).toBe(true);
+      expect(location).toContain('X-Amz-Expires=60');
+      const whole = await fetch(location);
+      expect(whole.status).toBe(200);
+      expect(Buffer.from(await whole.arrayBuffer()).equals(content)).toBe(true);
+      const own = await call(proxy, urlOf(path));
+      expect(whole.headers.get('content-type')).toBe(own.headers['content-type']);
+      expect(whole.headers.get('content-disposition')).toBe(own.headers['content-disposition'] ?? null);
+      expect(whole.headers.get('cache-control')).toBe(own.headers['cache-control']);
+      if (content.length > 10) {
+        const part = await fetch(location, { headers: { range: 'bytes=2-9' } });
+        expect(part.status).toBe(206);
+        expect(part.headers.get('content-range')).toBe(`bytes 2-9/${content.length}`);
+        expect(Buffer.from(await part.arrayBuffer()).equals(content.subarray(2, 10))).toBe(true);
+      }
+      // A presigned GET answers HEAD with 403: the route answers HEAD itself, as the proxy does.
+      expect((await fetch(location, { method: 'HEAD' })).status).toBe(403);
+      for (const headers of [{}, { range: "bytes=0-3" }, { range: `bytes=${content.length}-` }] as Record<string, string>[]) {
+        const h = await call(route, urlOf(path), headers, 'HEAD');
+        const p = await call(proxy, urlOf(path), headers, 'HEAD');
+        expect(comparable(h)).toEqual(comparable(p));
+        expect(h.headers.etag).toBe(p.headers.etag);
+      }
+    }
+    // The GETs cost no bucket request (presigning is local); only the HEADs (through HEAD) did.
+    expect(client.sent.slice(before).every((c) => c.startsWith('HeadObjectCommand') || c.startsWith('GetObjectCommand'))).toBe(true);
+    const redirectGets = client.sent.slice(before).filter((c) => c.startsWith('GetObjectCommand')).length;
+    const proxyGets = Object.values(FILES).filter((c) => c.length <= MiB).length; // one per proxied whole GET above
+    expect(redirectGets).toBe(proxyGets);
+  });
+
+  test('the store of UPLOAD_SYNC_STORE (and the AWS variables) applies to a route without the option', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, env, { UPLOAD_SYNC_STORE: `s3://${bucket}/${PREFIX}` });
+    try {
+      const route = createUploadsRoute({ root: empty.root, source: empty.source, dest: empty.dest });
+      const a = await call(route, urlOf('ünï 曲/Cafe\u0301 ñ.m4a'), { range: 'bytes=10-19' });
+      expect(a.status).toBe(206);
+      expect(a.body.equals(FILES['ünï 曲/Cafe\u0301 ñ.m4a']!.subarray(10, 20))).toBe(true);
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+  });
+
+  test('bucket down (a closed port): 502 with a short text, at once, logged in one line; never a 500', async () => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const saved = { ...process.env };
+    Object.assign(process.env, env, { AWS_ENDPOINT_URL: `http://127.0.0.1:${port}` });
+    const lines: string[] = [];
+    try {
+      const route = createUploadsRoute({
+        root: empty.root, source: empty.source, dest: empty.dest, store: `s3://${bucket}`,
+        logger: { info: () => undefined, warn: () => undefined, error: (m: string) => lines.push(m) },
+      });
+      const started = Date.now();
+      for (const [method, headers] of [['GET', {}], ['GET', { range: 'bytes=0-1' }], ['GET', { 'if-modified-since': new Date().toUTCString() }], ['HEAD', {}]] as const) {
+        const a = await call(route, '/uploads/song.mp3', headers, method);
+        expect(a.status).toBe(502);
+        expect(a.body.toString()).toBe(method === 'GET' ? 'Bad Gateway\n' : '');
+      }
+      const elapsed = Date.now() - started;
+      expect(elapsed).toBeLessThan(10_000); // the SDK's 3 attempts with backoff, not a hang
+      expect(lines).toHaveLength(4);
+      expect(lines[0]).toMatch(/song\.mp3 from the bucket .*ECONNREFUSED/);
+      expect(lines.join('\n')).not.toMatch(/\n\s+at /);
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+  });
+
+  test('a client that goes away mid-body: the object stream is destroyed (its socket closed)', async () => {
+    const route = bucketRoute();
+    const server: Server = createServer((req, res) => {
+      void route.GET(new Request(`http://localhost${req.url}`, { headers: req.headers as Record<string, string> })).then((r) => writeResponse(r, res, false));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const bodies = client.bodies.length;
+      const received = await new Promise<number>((resolve) => {
+        const req = httpRequest(`http://127.0.0.1:${(server.address() as AddressInfo).port}/uploads/big.mp3`, { agent: false }, (res) => {
+          res.once('data', (chunk: Buffer) => {
+            req.destroy();
+            resolve(chunk.length);
+          });
+        });
+        req.on('error', () => undefined);
+        req.on('close', () => resolve(-1));
+        req.end();
+      });
+      expect(received).toBeGreaterThan(0);
+      expect(client.bodies.length).toBe(bodies + 1);
+      const body = client.bodies[bodies]!;
+      await waitFor(() => body.destroyed, { message: 'the object stream destroyed after the client left' });
+      expect(body.readableEnded).toBe(false); // cut short, not read to its end
+    } finally {
+      server.close();
+    }
+  });
 });
