@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { CreateBucketCommand, DeleteBucketCommand, GetObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteBucketCommand, GetObjectCommand, HeadObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { createUploadsRoute } from '../src/next.js';
 import { writeResponse } from '../src/next/preload.js';
 import { openStore } from '../src/store/open.js';
@@ -62,6 +62,8 @@ const urlOf = (path: string) => `/uploads/${path.split('/').map(encodeURICompone
 class LoggingClient extends S3Client {
   readonly sent: string[] = [];
   readonly bodies: Readable[] = [];
+  /** Runs after a command's answer and before the caller gets it (to change the bucket in between). */
+  after: ((command: object) => Promise<void>) | null = null;
   constructor(config: S3ClientConfig) {
     super(config);
   }
@@ -70,6 +72,7 @@ class LoggingClient extends S3Client {
     this.sent.push(`${command.constructor.name} ${command.input?.Key ?? ''}`);
     const out = (await super.send(command, options)) as { Body?: unknown };
     if (command instanceof GetObjectCommand && out.Body !== undefined) this.bodies.push(out.Body as Readable);
+    await this.after?.(command);
     return out;
   }
 }
@@ -242,6 +245,26 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
     // The same keys are there: an accepted path does reach the bucket.
     expect((await call(route, '/uploads/notes.txt')).status).toBe(200);
     expect(client.sent.length).toBeGreaterThan(before);
+  });
+
+  test('an object replaced between the HEAD and the GET: the GET, pinned to the ETag, fails and the route starts over (never old headers on new bytes)', async () => {
+    await store.put('replaced.mp3', Readable.from([Buffer.from('old bytes')]), { mtimeMs: 1_700_000_000_000 });
+    let replaced = 0;
+    client.after = async (command) => {
+      if (command instanceof HeadObjectCommand && replaced++ === 0) await store.put('replaced.mp3', Readable.from([Buffer.from('the new, longer bytes')]), { mtimeMs: 1_800_000_000_000 });
+    };
+    try {
+      const before = client.sent.length;
+      // If-Modified-Since alone: decided from a HEAD, then a pinned GET.
+      const a = await call(bucketRoute(), '/uploads/replaced.mp3', { 'if-modified-since': new Date(1_600_000_000_000).toUTCString() });
+      expect(a.status).toBe(200);
+      expect(a.body.toString()).toBe('the new, longer bytes');
+      expect(a.headers['content-length']).toBe('21');
+      expect(a.headers['last-modified']).toBe(new Date(1_800_000_000_000).toUTCString());
+      expect(client.sent.slice(before).map((c) => c.split(' ')[0])).toEqual(['HeadObjectCommand', 'GetObjectCommand', 'HeadObjectCommand', 'GetObjectCommand']);
+    } finally {
+      client.after = null;
+    }
   });
 
   test('a missing object is the route\'s own 404', async () => {
