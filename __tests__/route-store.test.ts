@@ -247,6 +247,19 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
     expect(client.sent.length).toBeGreaterThan(before);
   });
 
+  test('a plain GET, a seek and a revalidation cost one bucket request each; a date-only conditional a HEAD', async () => {
+    const route = bucketRoute();
+    const etag = (await call(route, '/uploads/song.mp3', {}, 'HEAD')).headers.etag!;
+    const before = client.sent.length;
+    expect((await call(route, '/uploads/song.mp3')).status).toBe(200);
+    expect((await call(route, '/uploads/song.mp3', { range: 'bytes=100-199' })).status).toBe(206);
+    const revalidated = await call(route, '/uploads/song.mp3', { 'if-none-match': etag });
+    expect(revalidated.status).toBe(304);
+    expect(revalidated.headers.etag).toBe(etag);
+    expect((await call(route, '/uploads/song.mp3', { 'if-modified-since': new Date().toUTCString() })).status).toBe(304);
+    expect(client.sent.slice(before).map((c) => c.split(' ')[0])).toEqual(['GetObjectCommand', 'GetObjectCommand', 'GetObjectCommand', 'HeadObjectCommand']);
+  });
+
   test('an object replaced between the HEAD and the GET: the GET, pinned to the ETag, fails and the route starts over (never old headers on new bytes)', async () => {
     await store.put('replaced.mp3', Readable.from([Buffer.from('old bytes')]), { mtimeMs: 1_700_000_000_000 });
     let replaced = 0;
