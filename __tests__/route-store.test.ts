@@ -471,3 +471,21 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
     }
   });
 });
+
+describe('route options of the store (no gateway needed)', () => {
+  test.each([
+    [{ delivery: 'cdn' }, /`delivery` of createUploadsRoute: expected "proxy" or "redirect", got "cdn"/],
+    [{ presignExpiresIn: 0 }, /`presignExpiresIn` .* got 0/],
+    [{ presignExpiresIn: 1.5 }, /`presignExpiresIn` .* got 1.5/],
+    [{ presignExpiresIn: 8 * 24 * 3600 }, /`presignExpiresIn` .*7 days.* got 691200/],
+  ])('%j is ERR_CONFIG at once', (options, message) => {
+    expect(() => createUploadsRoute(options as Parameters<typeof createUploadsRoute>[0])).toThrow(expect.objectContaining({ code: 'ERR_CONFIG', message: expect.stringMatching(message) }));
+  });
+
+  test('a bad store is ERR_CONFIG at the first request (as the paths are): a 500, logged', async () => {
+    const lines: string[] = [];
+    const route = createUploadsRoute({ store: 's3://No_Such', logger: { info: () => undefined, warn: () => undefined, error: (m: string) => lines.push(m) } });
+    expect((await route.GET(new Request('http://localhost/uploads/a.mp3'))).status).toBe(500);
+    expect(lines.join('\n')).toMatch(/ERR_CONFIG.*store/);
+  });
+});
