@@ -186,7 +186,7 @@ export class StoreServer {
   #respond(got: GetResult, decision: Bytes, headers: Headers): Response {
     const length = decision.end - decision.start + 1;
     if (got.body === null || length === 0) {
-      got.body?.destroy();
+      got.body?.resume(); // nothing to read: drained, so its socket goes back to the pool
       return new Response(null, { status: decision.status, headers });
     }
     return new Response(objectBody(got.body, length), { status: decision.status, headers });
