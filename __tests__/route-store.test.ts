@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { stat } from 'node:fs/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
@@ -375,6 +375,35 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
     }
   });
 
+  test('a bucket that accepts connections and never answers: 504 after storeTimeoutMs, logged; never a hung request', async () => {
+    const sockets: import('node:net').Socket[] = [];
+    const silent = createNetServer((socket) => sockets.push(socket));
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    const saved = { ...process.env };
+    Object.assign(process.env, env, { AWS_ENDPOINT_URL: `http://127.0.0.1:${(silent.address() as AddressInfo).port}` });
+    const lines: string[] = [];
+    try {
+      const route = createUploadsRoute({
+        root: empty.root, source: empty.source, dest: empty.dest, store: `s3://${bucket}`, storeTimeoutMs: 300,
+        logger: { info: () => undefined, warn: () => undefined, error: (m: string) => lines.push(m) },
+      });
+      for (const [method, headers] of [['GET', {}], ['GET', { 'if-unmodified-since': new Date().toUTCString() }], ['HEAD', {}]] as const) {
+        const a = await call(route, '/uploads/song.mp3', headers, method);
+        expect(a.status).toBe(504);
+        expect(a.body.toString()).toBe(method === 'GET' ? 'Gateway Timeout\n' : '');
+      }
+      expect(sockets.length).toBeGreaterThan(0); // it did reach the silent server
+      expect(lines).toHaveLength(3);
+      expect(lines[0]).toMatch(/song\.mp3 from the bucket .*no answer within 300 ms \(storeTimeoutMs\)/);
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    }
+  }, 20_000);
+
   test('memory stays flat proxying a 300 MB object (built package, a child process, a client that pauses)', async () => {
     const SIZE = 300 * MiB;
     async function* pattern(): AsyncGenerator<Uint8Array> {
@@ -478,6 +507,7 @@ describe('route options of the store (no gateway needed)', () => {
     [{ presignExpiresIn: 0 }, /`presignExpiresIn` .* got 0/],
     [{ presignExpiresIn: 1.5 }, /`presignExpiresIn` .* got 1.5/],
     [{ presignExpiresIn: 8 * 24 * 3600 }, /`presignExpiresIn` .*7 days.* got 691200/],
+    [{ storeTimeoutMs: 0 }, /`storeTimeoutMs` .* got 0/],
   ])('%j is ERR_CONFIG at once', (options, message) => {
     expect(() => createUploadsRoute(options as Parameters<typeof createUploadsRoute>[0])).toThrow(expect.objectContaining({ code: 'ERR_CONFIG', message: expect.stringMatching(message) }));
   });

@@ -85,6 +85,7 @@ const REASONS: Record<number, string> = {
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
+  504: 'Gateway Timeout',
 };
 
 /** A short text answer for an error status (no body for HEAD). */

@@ -7,6 +7,8 @@ export const DEFAULT_CACHE_CONTROL = 'public, max-age=0';
 export const DEFAULT_URL_PREFIX = '/uploads';
 /** How long a presigned URL of `delivery: 'redirect'` stays valid, in seconds (see `presignExpiresIn`). */
 export const DEFAULT_PRESIGN_EXPIRES_IN = 3600;
+/** How long the route waits for the bucket to start answering (see `storeTimeoutMs`). */
+export const DEFAULT_STORE_TIMEOUT_MS = 15_000;
 /** S3's longest presigned URL (SigV4): 7 days. */
 const MAX_PRESIGN_EXPIRES_IN = 7 * 24 * 3600;
 
@@ -22,6 +24,7 @@ export interface RouteSettings {
   /** How a file found only in the store is delivered. */
   delivery: 'proxy' | 'redirect';
   presignExpiresIn: number;
+  storeTimeoutMs: number;
 }
 
 /** @throws UploadSyncError `ERR_CONFIG` naming the option, what it takes and what it got. */
@@ -32,7 +35,7 @@ export function checkRouteOptions(options: UploadsRouteOptions): RouteSettings {
   if (options === null || typeof options !== 'object') bad('options', 'an options object', options);
   const {
     urlPrefix, cacheControl = DEFAULT_CACHE_CONTROL, fallbackToDest = true, contentTypes, headers = {}, inlineTypes = [],
-    delivery = 'proxy', presignExpiresIn = DEFAULT_PRESIGN_EXPIRES_IN,
+    delivery = 'proxy', presignExpiresIn = DEFAULT_PRESIGN_EXPIRES_IN, storeTimeoutMs = DEFAULT_STORE_TIMEOUT_MS,
   } = options;
   if (urlPrefix !== undefined && (typeof urlPrefix !== 'string' || !urlPrefix.startsWith('/') || /[?#\\]/.test(urlPrefix))) {
     bad('urlPrefix', 'a path starting with "/" such as "/uploads"', urlPrefix);
@@ -51,6 +54,7 @@ export function checkRouteOptions(options: UploadsRouteOptions): RouteSettings {
   if (!Number.isInteger(presignExpiresIn) || presignExpiresIn < 1 || presignExpiresIn > MAX_PRESIGN_EXPIRES_IN) {
     bad('presignExpiresIn', `a whole number of seconds from 1 to ${MAX_PRESIGN_EXPIRES_IN} (7 days)`, presignExpiresIn);
   }
+  if (!Number.isInteger(storeTimeoutMs) || storeTimeoutMs < 1) bad('storeTimeoutMs', 'a whole number of milliseconds, at least 1', storeTimeoutMs);
   const lowerTypes = contentTypes && Object.fromEntries(Object.entries(contentTypes).map(([ext, type]) => [ext.replace(/^\./, '').toLowerCase(), type]));
   return {
     // As the URL parser writes it (percent-encoded), without a trailing slash.
@@ -62,6 +66,7 @@ export function checkRouteOptions(options: UploadsRouteOptions): RouteSettings {
     inlineTypes: new Set((inlineTypes as readonly string[]).map((t) => t.trim().toLowerCase())),
     delivery,
     presignExpiresIn,
+    storeTimeoutMs,
   };
 }
 

@@ -81,6 +81,46 @@ class BadAnswer extends Error {}
 /** The object changed between the HEAD (or first GET) and the pinned GET. */
 class Changed extends Error {}
 
+/**
+ * The signal of one request's calls to the bucket: aborted when the client goes away (which also
+ * closes an object stream being sent), or when the bucket has not answered a HEAD, or a GET's
+ * headers, within `timeoutMs` (a bucket that accepts connections and never answers would
+ * otherwise hold the request forever: the SDK sets no timeout of its own).
+ */
+class Asking {
+  readonly #controller = new AbortController();
+  #timedOut = false;
+
+  constructor(
+    private readonly client: AbortSignal,
+    private readonly timeoutMs: number,
+  ) {
+    if (client.aborted) this.#controller.abort(client.reason);
+    else client.addEventListener('abort', () => this.#controller.abort(client.reason), { once: true });
+  }
+
+  get timedOut(): boolean {
+    return this.#timedOut;
+  }
+
+  get clientLeft(): boolean {
+    return this.client.aborted;
+  }
+
+  /** Runs one call to the bucket with the signal, allowing it `timeoutMs` to answer (a body then streams without limit). */
+  async within<T>(call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const timer = setTimeout(() => {
+      this.#timedOut = true;
+      this.#controller.abort(new Error(`No answer from the bucket within ${this.timeoutMs} ms`));
+    }, this.timeoutMs);
+    try {
+      return await call(this.#controller.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
 /** Serves paths from the store; one per route, the store opened (and the SDK loaded) at the first request. */
 export class StoreServer {
   #store: Promise<S3Store> | null = null;
@@ -108,31 +148,32 @@ export class StoreServer {
     const store = await this.#open();
     const path = segments.join('/');
     const name = segments[segments.length - 1]!;
+    const ask = new Asking(request.signal, this.route.storeTimeoutMs);
     try {
-      if (head) return await this.#fromHead(store, request, path, name, true);
+      if (head) return await this.#fromHead(store, request, ask, path, name, true);
       if (this.route.delivery === 'redirect') return await this.#redirect(store, path, name);
       try {
-        return await this.#proxy(store, request, path, name);
+        return await this.#proxy(store, request, ask, path, name);
       } catch (err) {
         if (!(err instanceof Changed)) throw err;
         // Replaced while we asked: once more from a HEAD, then give up.
         try {
-          return await this.#fromHead(store, request, path, name, false);
+          return await this.#fromHead(store, request, ask, path, name, false);
         } catch (again) {
           if (again instanceof Changed) return plain(503, false);
           throw again;
         }
       }
     } catch (err) {
-      return this.#failed(err, request, path, head);
+      return this.#failed(err, ask, path, head);
     }
   }
 
   /** One GET with what the bucket evaluates as we do, checked by `decide`; else from a HEAD. */
-  async #proxy(store: S3Store, request: Request, path: string, name: string): Promise<Response> {
+  async #proxy(store: S3Store, request: Request, ask: Asking, path: string, name: string): Promise<Response> {
     const pass = passThrough(request.headers);
-    if (pass === null) return await this.#fromHead(store, request, path, name, false);
-    const got = await store.get(path, { ...pass, signal: request.signal });
+    if (pass === null) return await this.#fromHead(store, request, ask, path, name, false);
+    const got = await ask.within((signal) => store.get(path, { ...pass, signal }));
     if (got.status === 404) return plain(404, false);
     if (got.status === 412) return plain(412, false);
     if (got.status === 304) {
@@ -140,7 +181,7 @@ export class StoreServer {
       // carries neither ETag nor metadata, so Last-Modified is left out (a 304 may omit it).
       return new Response(null, { status: 304, headers: baseHeaders(this.route, { etag: pass.ifNoneMatch!, lastModified: NaN }) });
     }
-    if (got.status === 416) return await this.#fromHead(store, request, path, name, false);
+    if (got.status === 416) return await this.#fromHead(store, request, ask, path, name, false);
     const served = servedOf(got);
     if (served === null) {
       got.body?.destroy();
@@ -155,24 +196,24 @@ export class StoreServer {
     const headers = fileHeaders(this.route, v, name, served.size, decision);
     if (decision.start === served.start && decision.end === served.end) return this.#respond(got, decision, headers);
     got.body?.destroy(); // e.g. If-Range not fresh: the whole object, not the range the bucket sent
-    return await this.#pinned(store, request, path, v, decision, headers);
+    return await this.#pinned(store, ask, path, v, decision, headers);
   }
 
   /** Decides from a HEAD of the object; then, for bytes, a GET of exactly them, pinned to the ETag. */
-  async #fromHead(store: S3Store, request: Request, path: string, name: string, head: boolean): Promise<Response> {
-    const meta = await store.head(path, { signal: request.signal });
+  async #fromHead(store: S3Store, request: Request, ask: Asking, path: string, name: string, head: boolean): Promise<Response> {
+    const meta = await ask.within((signal) => store.head(path, { signal }));
     if (meta === null) return plain(404, head);
     const v = headValidators(meta);
     const decision = decide(request.headers, meta.size, v);
     if (decision.kind === 'status') return statusAnswer(this.route, v, meta.size, decision.status, head);
     const headers = fileHeaders(this.route, v, name, meta.size, decision);
     if (head || decision.end < decision.start) return new Response(null, { status: decision.status, headers });
-    return await this.#pinned(store, request, path, v, decision, headers);
+    return await this.#pinned(store, ask, path, v, decision, headers);
   }
 
-  async #pinned(store: S3Store, request: Request, path: string, v: Validators, decision: Bytes, headers: Headers): Promise<Response> {
+  async #pinned(store: S3Store, ask: Asking, path: string, v: Validators, decision: Bytes, headers: Headers): Promise<Response> {
     const range = decision.status === 206 ? `bytes=${decision.start}-${decision.end}` : undefined;
-    const got = await store.get(path, { range, ifMatch: v.etag === '' ? undefined : v.etag, signal: request.signal });
+    const got = await ask.within((signal) => store.get(path, { range, ifMatch: v.etag === '' ? undefined : v.etag, signal }));
     if (got.status === 404 || got.status === 412) throw new Changed();
     const served = servedOf(got);
     const wanted = decision.status === 206 ? got.status === 206 : got.status === 200;
@@ -204,10 +245,14 @@ export class StoreServer {
     return new Response(null, { status: 307, headers: { Location: url, 'Cache-Control': 'private, no-store', 'X-Content-Type-Options': 'nosniff' } });
   }
 
-  #failed(err: unknown, request: Request, path: string, head: boolean): Response {
+  #failed(err: unknown, ask: Asking, path: string, head: boolean): Response {
     const code = errorCode(err);
     if (code === 'ERR_INVALID_NAME') return plain(404, head); // a path no object can have (a control character, over 1024 bytes)
-    if (request.signal.aborted || code === 'ERR_ABORTED') return plain(502, head); // the client went away: nobody reads it
+    if (ask.timedOut) {
+      this.log.error(`Cannot serve ${path} from the bucket ${this.config.bucket}: no answer within ${this.route.storeTimeoutMs} ms (storeTimeoutMs)`);
+      return plain(504, head);
+    }
+    if (ask.clientLeft || code === 'ERR_ABORTED') return plain(502, head); // the client went away: nobody reads it
     if (code !== 'ERR_STORE' && !(err instanceof BadAnswer)) throw err;
     const status = (err as { cause?: { $metadata?: { httpStatusCode?: number } } }).cause?.$metadata?.httpStatusCode === 503 ? 503 : 502;
     this.log.error(`Cannot serve ${path} from the bucket ${this.config.bucket}: ${errorMessage(err)}`);

@@ -274,6 +274,13 @@ export interface UploadsRouteOptions extends Pick<CommonOptions, 'root' | 'sourc
    */
   presignExpiresIn?: number;
   /**
+   * Milliseconds the bucket has to answer a HEAD, or the headers of a GET, before the route gives up
+   * with `504 Gateway Timeout` (a body then streams as long as it takes). The AWS SDK sets no
+   * timeout of its own: a bucket that accepts connections and never answers would hold requests forever.
+   * @default 15000
+   */
+  storeTimeoutMs?: number;
+  /**
    * Where the route is mounted, as it appears in the URL. Unset, the route finds the file path from
    * Next's `params.path` and the raw URL, so it works in any folder and under a `basePath`; a
    * request without such params falls back to `/uploads`.
