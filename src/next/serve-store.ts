@@ -7,9 +7,9 @@
  * so the gateway's own reading of a header never leaks through (Ceph answers `bytes=-0` and
  * `bytes=0-1,5-6` with a 206, `bytes=abc` with a 416, and a 304 with no ETag). What is passed to
  * the bucket is only what it evaluates as `decide` does: one plain range (`a-b`, `a-`, `-n`),
- * If-None-Match with one strong tag, If-Match with strong tags. Such a request takes one GET; its
- * answer is checked by `decide` and, when it differs (If-Range not fresh), the body is dropped and
- * the right bytes asked again, pinned with `If-Match`. Any other conditional request starts with a
+ * If-None-Match or If-Match with one strong tag (Ceph fails If-Match with a list). Such a request
+ * takes one GET; its answer is checked by `decide` and, when it differs (If-Range not fresh), the
+ * body is dropped and the right bytes asked again, pinned with `If-Match`. Any other conditional request starts with a
  * HEAD (a revalidation then costs one request and no body). 416 from the bucket has no size: a HEAD
  * gives it.
  *
@@ -34,6 +34,10 @@ type Bytes = Extract<Decision, { kind: 'bytes' }>;
 /** One plain range the gateway reads as range-parser does (`-0` is not: Ceph serves it whole). */
 const PLAIN_RANGE = /^bytes=(?:\d+-\d*|-0*[1-9]\d*)$/;
 const STRONG_TAG = /^"[^"]*"$/;
+const isOneStrongTag = (header: string) => {
+  const tags = parseEtagList(header);
+  return tags.length === 1 && STRONG_TAG.test(tags[0]!);
+};
 
 /** Validators of an object: its ETag; the source mtime (ms, rounded as `Stats.mtime`) floored to the second, else the upload time. */
 export function objectValidators(etag: string, mtimeMs: number | null, lastModifiedMs: number): Validators {
@@ -48,16 +52,16 @@ export function passThrough(request: Headers): { range?: string; ifNoneMatch?: s
   const noCache = /(?:^|,)\s*no-cache\s*(?:,|$)/i.test(request.get('cache-control') ?? '');
   const ifNoneMatch = noCache ? null : request.get('if-none-match');
   if (range !== null && !PLAIN_RANGE.test(range.trim())) return null;
-  if (ifMatch !== null && !parseEtagList(ifMatch).every((t) => STRONG_TAG.test(t))) return null;
+  // One tag only, for both: Ceph answers If-Match: "x", "<its tag>" with a 412.
+  if (ifMatch !== null && !isOneStrongTag(ifMatch)) return null;
   if (ifMatch === null && request.get('if-unmodified-since') !== null) return null;
   if (ifNoneMatch !== null) {
-    const tags = parseEtagList(ifNoneMatch);
-    if (tags.length !== 1 || !STRONG_TAG.test(tags[0]!)) return null;
+    if (!isOneStrongTag(ifNoneMatch)) return null;
   } else if (!noCache && request.get('if-modified-since') !== null) return null;
   return {
     ...(range === null ? {} : { range: range.trim() }),
     ...(ifNoneMatch === null ? {} : { ifNoneMatch: parseEtagList(ifNoneMatch)[0] }),
-    ...(ifMatch === null ? {} : { ifMatch }),
+    ...(ifMatch === null ? {} : { ifMatch: parseEtagList(ifMatch)[0] }),
   };
 }
 
