@@ -140,13 +140,16 @@ describe('upload-sync cleanup', () => {
     ['UPLOAD_SYNC_CLEANUP_DAYS=soon', [], { UPLOAD_SYNC_CLEANUP_DAYS: 'soon' }, /Invalid environment variable UPLOAD_SYNC_CLEANUP_DAYS: .*"soon"/],
     ['UPLOAD_SYNC_MAX_DELETE=lots', [], { UPLOAD_SYNC_MAX_DELETE: 'lots' }, /UPLOAD_SYNC_MAX_DELETE.*"lots"/],
     ['an unknown flag', ['--everything'], {}, /--everything/],
-  ])('%s: exit 2, the message on stderr, nothing on stdout, nothing removed', async (_, args, extraEnv, message) => {
+  ])('%s: exit 2, the message on stderr, a JSON failure on stdout (--json), nothing removed', async (_, args, extraEnv, message) => {
     const { root, dest, env } = await project();
     const before = await readTree(dest);
     const r = await runCli(['cleanup', '--root', root, '--json', ...args], { env: { ...env, ...extraEnv } });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
-    expect(r.stdout).toBe('');
+    expect(onlyJson<{ status: string; errors: Array<{ code: string; message: string }> }>(r.stdout)).toEqual({
+      status: 'failed',
+      errors: [{ path: '', code: 'ERR_CONFIG', message: expect.stringMatching(message) }],
+    });
     expect(await readTree(dest)).toEqual(before);
   });
 });

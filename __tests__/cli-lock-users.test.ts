@@ -151,8 +151,12 @@ rootOnly('the lock and the hints across users (root makes the folders, the CLI r
     expect(result.errors[0]!.message).toContain(`chmod -R a+rX ${t.source}`);
     expect(result.errors[0]!.message).not.toContain('mirror');
 
-    const plain = await asUser([CLI, 'sync', '--source', t.source, '--dest', t.dest], t.env);
+    const plain = await asUser([CLI, 'sync', '--source', t.source, '--dest', t.dest], { ...t.env, DEBUG: 'upload-sync:*' });
     expect(plain.code).toBe(1);
+    // Node's message starts with its code already: the stderr line and the log line say it once.
+    expect(plain.stderr).toMatch(/^upload-sync: secret\.mp3: EACCES: permission denied, /m);
+    expect(plain.stderr).toMatch(/Failed secret\.mp3: EACCES: permission denied, /);
+    expect(plain.stderr).not.toContain('EACCES: EACCES');
     const hints = plain.stderr.split('\n').filter((l) => l.startsWith('upload-sync: to fix:'));
     expect(hints).toEqual([expect.stringContaining(`cannot read secret.mp3 in ${t.source}`)]);
     expect(plain.stderr).not.toContain('cannot write into');

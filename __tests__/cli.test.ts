@@ -58,11 +58,11 @@ describe('usage', () => {
     expect(await exists(dest)).toBe(false);
   });
 
-  test('no command: exit 2 and the help', async () => {
+  test('no command: exit 2 and the help on stderr (a usage error)', async () => {
     const r = await runCli([], { env: cleanEnv() });
     expect(r.code).toBe(2);
-    expect(r.stdout).toMatch(/Usage: upload-sync <command>/);
-    expect(r.stdout).toContain('sync');
+    expect(r.stderr).toMatch(/Usage: upload-sync <command>/);
+    expect(r.stdout).toBe('');
   });
 });
 
@@ -148,11 +148,15 @@ describe('sync', () => {
     expect(await exists(dest)).toBe(false);
   });
 
-  test('DISABLE_UPLOAD_SYNC=true does not stop a manual sync', async () => {
+  test('DISABLE_UPLOAD_SYNC=true stops a sync (status disabled, exit 0) unless --force (more in cli-env.test.ts)', async () => {
     const { root, source, dest, env } = await project();
-    const r = await runCli(['sync', '--root', root, '--json'], { env: { ...env, DISABLE_UPLOAD_SYNC: 'true', NODE_ENV: 'production' } });
+    const off = { ...env, DISABLE_UPLOAD_SYNC: 'true', NODE_ENV: 'production' };
+    const r = await runCli(['sync', '--root', root, '--json'], { env: off });
     expect(r.code).toBe(0);
-    expect(json(r.stdout).status).toBe('ok');
+    expect(json(r.stdout).status).toBe('disabled');
+    expect(await exists(dest)).toBe(false);
+    const forced = await runCli(['sync', '--root', root, '--json', '--force'], { env: off });
+    expect(json(forced.stdout).status).toBe('ok');
     expect(await readTree(dest)).toEqual(await readTree(source));
   });
 

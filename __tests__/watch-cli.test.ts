@@ -129,6 +129,7 @@ test('the one line per sync names the codes of its errors (a shutdown\'s ERR_ABO
     updated: [],
     deleted: [],
     unchanged: 3,
+    filtered: 0,
     errors: errors.map(([path, code]) => ({ path, code, message: `${code} on ${path}` })),
     bytes: 2048,
     durationMs: 12,

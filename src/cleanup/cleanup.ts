@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { permissionAdvice } from '../shared/advice.js';
 import { resolveCleanupConfig, type CleanupConfig } from '../config/config.js';
-import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
+import { UploadSyncError, errorCode, errorMessage, withCode } from '../shared/errors.js';
 import { acquireLock, type Release } from '../shared/lock.js';
 import { createLog, formatBytes, type RunLog } from '../shared/log.js';
 import type { CleanupOptions, CleanupResult } from '../shared/options.js';
@@ -148,7 +148,7 @@ class CleanupRun {
     const advice = permissionAdvice(entry.code, entry.message, this.config.source, this.config.dest);
     if (advice !== null) entry.message = `${entry.message} (${advice})`;
     this.result.errors.push(entry);
-    this.log.error(`${path === '' ? 'Cleanup failed' : `Failed ${path}`}: ${entry.code}: ${entry.message}`);
+    this.log.error(`${path === '' ? 'Cleanup failed' : `Failed ${path}`}: ${withCode(entry.code, entry.message)}`);
   }
 
   private async finish(): Promise<CleanupResult> {

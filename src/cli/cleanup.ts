@@ -1,9 +1,11 @@
 import { cleanupOld } from '../cleanup/cleanup.js';
 import { resolveCleanupConfig, type CleanupConfig } from '../config/config.js';
+import { isSyncDisabled } from '../config/parse.js';
 import { formatBytes } from '../shared/log.js';
 import type { CleanupOptions, CleanupResult } from '../shared/options.js';
 import { printHints } from './hints.js';
 import { interruptedExitCode, onInterrupt } from './interrupt.js';
+import { DISABLED_HELP, disabledLine } from './warnings.js';
 import {
   COMMON_HELP,
   LEFT,
@@ -18,19 +20,28 @@ import {
   realErrors,
   showPath,
   type Command,
+  type Options,
   type Values,
 } from './shared.js';
 
+/** The flags that choose what a cleanup removes (`sync --cleanup` takes them too). */
+export const CLEANUP_FLAGS = {
+  'older-than': { type: 'string' },
+  all: { type: 'boolean' },
+  'max-delete': { type: 'string' },
+} as const satisfies Options;
+
 export const cleanup: Command = {
   summary: 'remove from the mirror what no longer belongs there',
-  usage: `upload-sync cleanup [--older-than DAYS] [--all] [--max-delete N] [--dry-run] [--json]
+  usage: `upload-sync cleanup [--older-than DAYS] [--all] [--max-delete N] [--dry-run] [--json] [--force]
 
 Removes from dest the orphans (files whose source is gone) older than DAYS, the temp files
 of interrupted syncs (older than an hour), and the folders left empty (never dest itself).
 Refuses (exit 1, ERR_SOURCE_EMPTY) when the source is missing or holds no file that would be
 synced: an unmounted disk must not empty the mirror. Symlinks are never followed, files the
 extension filter (UPLOAD_SYNC_EXTENSIONS) excludes are never touched, and it waits for a
-running sync (the same lock). A cleanup run by hand always runs, like sync.
+running sync (the same lock).
+${DISABLED_HELP}
 SIGINT or SIGTERM stops it before the next removal; the summary line says what was removed
 ("Stopped by SIGTERM: ..."), and it exits 130 (SIGINT) or 143 (SIGTERM).
 
@@ -41,6 +52,7 @@ SIGINT or SIGTERM stops it before the next removal; the summary line says what w
                      (default: UPLOAD_SYNC_MAX_DELETE, else no cap)
   --dry-run          print what would be removed, remove nothing
   --json             print the result object (JSON) and nothing else on stdout
+  --force            run even when DISABLE_UPLOAD_SYNC=true
   -v, --verbose      list every file
 
 ${COMMON_HELP}
@@ -51,17 +63,22 @@ Examples:
   upload-sync cleanup --all --older-than 90 --json`,
   options: {
     ...PATH_OPTIONS,
-    'older-than': { type: 'string' },
-    all: { type: 'boolean' },
-    'max-delete': { type: 'string' },
+    ...CLEANUP_FLAGS,
     'dry-run': { type: 'boolean' },
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
+    force: { type: 'boolean' },
   },
   async run(values) {
     const options = cleanupOptions(values, Boolean(values['dry-run']));
     // Resolve first, so a configuration error is exit 2 with its message, before any work.
     const config = resolveCleanupConfig(options);
+    if (!values.force && isSyncDisabled()) {
+      const result = await cleanupOld({ ...options, force: false }); // `disabled`, at once
+      if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      process.stderr.write(disabledLine('cleanup'));
+      return exitCodeOf(result);
+    }
     const interrupt = onInterrupt((line) => process.stderr.write(`upload-sync: ${line}\n`));
     try {
       const result = await cleanupOld({ ...options, signal: interrupt.signal });
@@ -77,12 +94,15 @@ Examples:
   },
 };
 
-/** The options of a cleanup run from the flags (`sync --cleanup` has none of its own: env and defaults). */
+/** The options of a cleanup run from the flags (`cleanup`'s, or those given to `sync --cleanup`). */
 export function cleanupOptions(values: Values, dryRun: boolean): CleanupOptions {
   const options: CleanupOptions = { ...pathOptions(values), dryRun, force: true };
   const days = values['older-than'];
   if (typeof days === 'string') {
-    if (!/^\d+(\.\d+)?$/.test(days.trim())) throw new UsageError(`--older-than: expected a number of days >= 0, got ${JSON.stringify(days)}`);
+    if (!/^\d+(\.\d+)?$/.test(days.trim())) {
+      const negative = /^-\d/.test(days.trim()) ? ': an age cannot be negative' : '';
+      throw new UsageError(`--older-than: expected a number of days >= 0, got ${JSON.stringify(days)}${negative}`);
+    }
     options.olderThanDays = Number(days);
   }
   const max = values['max-delete'];

@@ -1,5 +1,6 @@
-import { relative } from 'node:path';
+import { isAbsolute, relative } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
+import { withCode } from '../shared/errors.js';
 import { oneLine } from '../shared/log.js';
 import type { CommonOptions } from '../shared/options.js';
 
@@ -56,7 +57,16 @@ export function exitCodeOf(result: { status: string; errors: { code: string }[] 
 /** A path relative to the cwd when it is under it, else absolute. */
 export function showPath(p: string): string {
   const rel = relative(process.cwd(), p);
-  return rel.startsWith('..') ? p : rel || '.';
+  return rel.startsWith('..') || isAbsolute(rel) ? p : rel || '.';
+}
+
+/**
+ * Paths shown side by side (`source -> dest`), all the same way: relative to the cwd when every
+ * one is under it, else all absolute (run from .next/standalone, the source is outside the cwd).
+ */
+export function showPaths(...paths: string[]): string[] {
+  const shown = paths.map(showPath);
+  return shown.some((s, i) => s === paths[i]) ? paths : shown;
 }
 
 export const STATUS_LABEL = { ok: 'Done', disabled: 'Disabled', partial: 'Partly done', failed: 'Failed' } as const;
@@ -82,5 +92,5 @@ export const LEFT = 'the rest is left for the next run';
 
 /** One stderr line per error entry. */
 export function printErrors(errors: readonly { path: string; code: string; message: string }[]): void {
-  for (const e of errors) process.stderr.write(`upload-sync: ${e.path === '' ? '' : `${oneLine(e.path)}: `}${e.code}: ${oneLine(e.message)}\n`);
+  for (const e of errors) process.stderr.write(`upload-sync: ${e.path === '' ? '' : `${oneLine(e.path)}: `}${oneLine(withCode(e.code, e.message))}\n`);
 }

@@ -1,34 +1,38 @@
 import { cleanupOld } from '../cleanup/cleanup.js';
 import { resolveCleanupConfig, resolveSyncConfig, type CleanupConfig, type PathsConfig, type SyncConfig } from '../config/config.js';
+import { isSyncDisabled } from '../config/parse.js';
 import { formatBytes } from '../shared/log.js';
 import type { CleanupOptions, SyncOptions, SyncResult } from '../shared/options.js';
 import { syncUploads } from '../engine/sync.js';
-import { cleanupOptions, cleanupStoppedLine, printCleanupSummary } from './cleanup.js';
+import { CLEANUP_FLAGS, cleanupOptions, cleanupStoppedLine, printCleanupSummary } from './cleanup.js';
 import { printHints } from './hints.js';
 import { interruptedExitCode, onInterrupt, type Interrupt } from './interrupt.js';
 import { createProgressLine, type ProgressLine } from './progress.js';
+import { DISABLED_HELP, FORCE_HELP, STRICT_HELP, disabledLine, syncWarnings } from './warnings.js';
 import {
   COMMON_HELP,
+  EXIT,
   LEFT,
   PATH_OPTIONS,
   STATUS_LABEL,
+  UsageError,
   exitCodeOf,
   formatDuration,
   listFiles,
   pathOptions,
   printErrors,
   realErrors,
-  showPath,
+  showPaths,
   type Command,
   type Values,
 } from './shared.js';
 
 export const sync: Command = {
   summary: 'mirror the uploads folder into the standalone output',
-  usage: `upload-sync sync [--cleanup] [--dry-run] [--json] [--delete] [--file PATH]...
+  usage: `upload-sync sync [--cleanup] [--dry-run] [--json] [--delete] [--strict] [--force] [--file PATH]...
 
 Mirrors source into dest: copies new and changed files atomically, keeps the rest.
-A sync run by hand always runs, even when the environment disables automatic sync.
+${DISABLED_HELP}
 On a terminal a long sync shows its progress; otherwise it prints one summary line.
 SIGINT (Ctrl-C) or SIGTERM stops it cleanly: the copies in flight finish, nothing new starts,
 no temp file is left, the summary line says what was done ("Stopped by SIGTERM: ... copied
@@ -37,10 +41,13 @@ no temp file is left, the summary line says what was done ("Stopped by SIGTERM: 
   --file PATH      sync only this path (repeatable); relative to source, or absolute inside it
   --delete         also remove from dest what is gone from source
   --cleanup        then run 'upload-sync cleanup' (orphans older than UPLOAD_SYNC_CLEANUP_DAYS,
-                   default 30; skipped when the sync failed)
+                   default 30; skipped when the sync failed), with cleanup's own flags:
+    --older-than DAYS, --all, --max-delete N   as in 'upload-sync cleanup --help'
   --dry-run        print what would change, write nothing
   --json           print the result object (JSON) and nothing else on stdout;
                    with --cleanup: {"sync": <result>, "cleanup": <result or null>}
+${STRICT_HELP}
+${FORCE_HELP}
   -v, --verbose    list every file, not only the first ones
 
 ${COMMON_HELP}
@@ -49,7 +56,8 @@ Examples:
   upload-sync sync
   upload-sync sync --file albums/new-song.mp3
   upload-sync sync --delete --dry-run
-  upload-sync sync --cleanup          # the old script's --cleanup, made safe`,
+  upload-sync sync --cleanup          # the old script's --cleanup, made safe
+  upload-sync sync --cleanup --all --older-than 90`,
   options: {
     ...PATH_OPTIONS,
     'dry-run': { type: 'boolean' },
@@ -58,19 +66,24 @@ Examples:
     file: { type: 'string', multiple: true },
     verbose: { type: 'boolean', short: 'v' },
     cleanup: { type: 'boolean' },
+    ...CLEANUP_FLAGS,
+    strict: { type: 'boolean' },
+    force: { type: 'boolean' },
   },
-  run: (values) => runSync(values, Boolean(values['dry-run'])),
+  run: (values) => runSync(values, Boolean(values['dry-run']), !values.force),
 };
 
 export const check: Command = {
   summary: 'show what a sync would do (a dry run)',
-  usage: `upload-sync check [--json] [--delete] [--file PATH]...
+  usage: `upload-sync check [--json] [--delete] [--strict] [--file PATH]...
 
-Compares source and dest and prints what a sync would copy, update and delete. Writes nothing.
+Compares source and dest and prints what a sync would copy, update and delete. Writes nothing
+(so it runs whatever DISABLE_UPLOAD_SYNC says).
 
   --file PATH      check only this path (repeatable)
   --delete         include the deletions a --delete sync would make
   --json           print the result object (JSON) and nothing else on stdout
+${STRICT_HELP}
   -v, --verbose    list every file
 
 ${COMMON_HELP}
@@ -78,18 +91,27 @@ ${COMMON_HELP}
 Examples:
   upload-sync check
   upload-sync check --delete --json`,
-  options: { ...PATH_OPTIONS, json: { type: 'boolean' }, delete: { type: 'boolean' }, file: { type: 'string', multiple: true }, verbose: { type: 'boolean', short: 'v' } },
-  run: (values) => runSync(values, true),
+  options: { ...PATH_OPTIONS, json: { type: 'boolean' }, delete: { type: 'boolean' }, file: { type: 'string', multiple: true }, verbose: { type: 'boolean', short: 'v' }, strict: { type: 'boolean' } },
+  run: (values) => runSync(values, true, false),
 };
 
-async function runSync(values: Values, dryRun: boolean): Promise<number> {
+/** `obeyDisable`: `DISABLE_UPLOAD_SYNC=true` stops the run (sync without --force; never check). */
+async function runSync(values: Values, dryRun: boolean, obeyDisable: boolean): Promise<number> {
   const options: SyncOptions = { ...pathOptions(values), dryRun, force: true };
   if (values.delete) options.delete = true;
   if (Array.isArray(values.file)) options.files = values.file as string[];
   // Resolve first, so a configuration error is exit 2 with its message, before any work.
   const config = resolveSyncConfig(options);
+  const stray = Object.keys(CLEANUP_FLAGS).find((flag) => values[flag] !== undefined);
+  if (stray !== undefined && !values.cleanup) throw new UsageError(`--${stray} is a flag of the cleanup: add --cleanup, or run 'upload-sync cleanup --${stray} …'`);
   const cleanup = values.cleanup ? cleanupOptions(values, dryRun) : null;
   const cleanupConfig = cleanup ? resolveCleanupConfig(cleanup) : null;
+  if (obeyDisable && isSyncDisabled()) {
+    const result = await syncUploads({ ...options, force: false }); // `disabled`, at once
+    if (values.json) process.stdout.write(`${JSON.stringify(cleanup ? { sync: result, cleanup: null } : result, null, 2)}\n`);
+    process.stderr.write(disabledLine(cleanup ? 'sync --cleanup' : 'sync'));
+    return exitCodeOf(result);
+  }
   const progress = !values.json && process.stderr.isTTY ? createProgressLine(process.stderr) : null;
   if (progress) options.onProgress = progress.update;
   const interrupt = onInterrupt((line) => {
@@ -121,6 +143,10 @@ async function syncThenCleanup(
     progress?.done();
   }
   const stopped = interrupt.received;
+  const warnings = syncWarnings(config, result, options.files ?? null);
+  for (const w of warnings) process.stderr.write(`upload-sync: ${w}\n`);
+  // --strict: a warning fails a run that would otherwise exit 0.
+  const strict = (code: number) => (code === EXIT.OK && values.strict && warnings.length > 0 ? EXIT.FAILED : code);
   if (!cleanup || stopped !== null) {
     if (values.json) process.stdout.write(`${JSON.stringify(cleanup ? { sync: result, cleanup: null } : result, null, 2)}\n`);
     else printSummary(config, result, verbose, stopped);
@@ -129,7 +155,7 @@ async function syncThenCleanup(
       if (cleanup) process.stderr.write(`upload-sync: cleanup skipped: stopped by ${stopped}\n`);
     }
     await printHints(config, result.errors);
-    return stopped !== null ? interruptedExitCode(stopped) : exitCodeOf(result);
+    return stopped !== null ? interruptedExitCode(stopped) : strict(exitCodeOf(result));
   }
   // sync --cleanup: the old script's flag. A failed sync (source missing, lock) skips the cleanup.
   if (!values.json) printSummary(config, result, verbose, null);
@@ -146,7 +172,7 @@ async function syncThenCleanup(
   if (values.json && stoppedInCleanup !== null) process.stderr.write(`upload-sync: ${cleanupStoppedLine(stoppedInCleanup, cleaned)}\n`);
   await printHints(config, cleaned.errors);
   if (stoppedInCleanup !== null) return interruptedExitCode(stoppedInCleanup);
-  return Math.max(exitCodeOf(result), exitCodeOf(cleaned));
+  return strict(Math.max(exitCodeOf(result), exitCodeOf(cleaned)));
 }
 
 const files = (n: number) => `${n} file${n === 1 ? '' : 's'}`;
@@ -160,6 +186,7 @@ function syncParts(r: SyncResult): string[] {
     r.updated.length > 0 ? `${r.updated.length} of them updated` : '',
     r.deleted.length > 0 ? `${r.dryRun ? 'would delete' : 'deleted'} ${files(r.deleted.length)}` : '',
     `${r.unchanged} unchanged`,
+    r.filtered > 0 ? `${files(r.filtered)} left out by the extension filter` : '',
     errors > 0 ? `${errors} error${errors === 1 ? '' : 's'}` : '',
   ].filter(Boolean);
 }
@@ -177,7 +204,7 @@ export function stoppedLine(name: NodeJS.Signals, r: SyncResult): string {
 function printSummary(config: PathsConfig, r: SyncResult, verbose: boolean, stopped: NodeJS.Signals | null): void {
   const out: string[] = [];
   const tty = Boolean(process.stdout.isTTY);
-  const paths = `${showPath(config.source)} -> ${showPath(config.dest)}`;
+  const paths = showPaths(config.source, config.dest).join(' -> ');
   if (tty) out.push(`${r.dryRun ? 'Would sync' : 'Synced'} ${paths}`);
   const list = (mark: string, names: string[]) => {
     if (!tty && !verbose) return;

@@ -1,9 +1,11 @@
 import { resolveWatchConfig } from '../config/config.js';
 import { parseInteger } from '../config/parse.js';
+import { withCode } from '../shared/errors.js';
 import { formatBytes, formatLine, type Level } from '../shared/log.js';
 import type { SyncResult, WatcherOptions } from '../shared/options.js';
 import { createWatcher, type WatcherError } from '../watch/watcher.js';
 import { hintsFor, type HintKind } from './hints.js';
+import { createProgressLine } from './progress.js';
 import { COMMON_HELP, EXIT, PATH_OPTIONS, formatDuration, pathOptions, showPath, type Command, type Values } from './shared.js';
 
 /**
@@ -27,7 +29,8 @@ export const watch: Command = {
   usage: `upload-sync watch [--delete] [--polling] [--force] [--json] [--stable-ms MS]...
 
 Watches source and mirrors each new or changed file into dest once it has stopped changing,
-with a full reconcile at start and every --reconcile-ms. Logs one line per sync. Runs until
+with a full reconcile at start and every --reconcile-ms. On a terminal the first sync shows its
+progress (as 'upload-sync sync' does). Logs one line per sync. Runs until
 SIGINT or SIGTERM, then finishes the copy in flight and exits 0. Tells PM2 it is ready
 (process.send('ready'), for wait_ready) after the first sync.
 
@@ -71,7 +74,15 @@ async function runWatch(values: Values): Promise<number> {
     if (typeof value === 'string') options[key] = parseInteger(value, { name: `--${flag}`, isEnv: false }, { unit: ' of milliseconds' });
   }
   const json = Boolean(values.json);
-  const say = (level: Level, message: string) => (json || level !== 'INFO' ? process.stderr : process.stdout).write(formatLine(level, message));
+  // On a terminal, the first sync (minutes on a fresh mirror) shows its progress, as `sync` does;
+  // the line is erased for good before the first message (the first sync's own line among them).
+  let progress = !json && process.stderr.isTTY ? createProgressLine(process.stderr) : null;
+  if (progress) options.onProgress = progress.update;
+  const say = (level: Level, message: string) => {
+    progress?.done();
+    progress = null;
+    (json || level !== 'INFO' ? process.stderr : process.stdout).write(formatLine(level, message));
+  };
 
   const config = resolveWatchConfig(options); // a configuration error throws here: exit 2
   const { source } = config;
@@ -91,7 +102,7 @@ async function runWatch(values: Values): Promise<number> {
   // What to do about a permission problem or a full disk: said once per kind, however often it recurs.
   const hinted = new Set<HintKind>();
   watcher.on('error', (err: WatcherError) => {
-    say('ERROR', `${err.code}: ${err.message}`);
+    say('ERROR', withCode(err.code, err.message));
     if (!['EACCES', 'EPERM', 'ENOSPC'].includes(err.code)) return;
     // The watch limit (also ENOSPC) carries its own advice (fs.inotify.max_user_watches): not a full disk.
     if (err.code === 'ENOSPC' && err.message.includes('max_user_watches')) return;
@@ -152,6 +163,7 @@ export function describe(r: SyncResult): string {
     changed.length === 0 ? 'nothing to copy' : `copied ${files(changed.length)} (${formatBytes(r.bytes)})`,
     r.deleted.length > 0 ? `deleted ${files(r.deleted.length)}` : '',
     `${r.unchanged} unchanged`,
+    r.filtered > 0 ? `${files(r.filtered)} left out by the extension filter` : '',
     r.errors.length > 0 ? `${r.errors.length} error${r.errors.length === 1 ? '' : 's'} (${errorCodes(r)})` : '',
   ].filter(Boolean);
   const label = { ok: 'Synced', partial: 'Synced in part', failed: 'Sync failed', disabled: 'Sync disabled' }[r.status];

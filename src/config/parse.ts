@@ -111,9 +111,18 @@ export function parsePath(value: unknown, origin: Origin): string {
  * @throws UploadSyncError `ERR_CONFIG` when a variable holds something that is not a boolean.
  */
 export function isSyncEnabled(env: Env = process.env): boolean {
-  const disable = readEnv(env, 'DISABLE_UPLOAD_SYNC');
-  if (disable !== undefined && parseBoolean(disable, envVar('DISABLE_UPLOAD_SYNC'))) return false;
+  if (isSyncDisabled(env)) return false;
   const enable = readEnv(env, 'ENABLE_UPLOAD_SYNC');
   const enabled = enable !== undefined && parseBoolean(enable, envVar('ENABLE_UPLOAD_SYNC'));
   return env.NODE_ENV?.trim() === 'production' || enabled;
+}
+
+/**
+ * `DISABLE_UPLOAD_SYNC` alone: "off everywhere". The CLI's `sync` and `cleanup` obey it (a build
+ * or a cron job runs them) but not `NODE_ENV`/`ENABLE_UPLOAD_SYNC`: a command typed is explicit.
+ * @throws UploadSyncError `ERR_CONFIG` when it holds something that is not a boolean.
+ */
+export function isSyncDisabled(env: Env = process.env): boolean {
+  const disable = readEnv(env, 'DISABLE_UPLOAD_SYNC');
+  return disable !== undefined && parseBoolean(disable, envVar('DISABLE_UPLOAD_SYNC'));
 }

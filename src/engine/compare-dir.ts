@@ -147,7 +147,7 @@ class FolderComparison {
     const rel = this.at(name);
     if (entry.isDirectory()) return this.sourceFolder(rel, entry, this.read(rel, other));
     if (!matchesExtensions(name, this.o.extensions)) {
-      this.out.skipped++; // filtered out: untouched on both sides
+      this.out.filtered++; // untouched on both sides, and counted: a filter that leaves out everything is told
       return;
     }
     let src: Stats | FileInfo | null = null;

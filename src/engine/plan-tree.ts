@@ -101,5 +101,5 @@ export async function* planTree(ctx: TreePlanContext, start: DirItem[]): AsyncGe
       lastYield = performance.now();
     }
   }
-  if (findingsSize(batch) > 0 || batch.unchanged > 0 || batch.skipped > 0) yield batch;
+  if (findingsSize(batch) > 0 || batch.unchanged > 0 || batch.skipped > 0 || batch.filtered > 0) yield batch;
 }

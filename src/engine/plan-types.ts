@@ -56,8 +56,10 @@ export type Action =
 export interface Findings {
   actions: Action[];
   unchanged: number;
-  /** Targeted entries handled without an action: filtered out, gone without `delete`, not something the sync takes. */
+  /** Targeted entries handled without an action: gone without `delete`, not something the sync takes. */
   skipped: number;
+  /** Source files left out by the extension filter. */
+  filtered: number;
   errors: SyncErrorEntry[];
   /** Symlinks in source not taken as files, and why (logged). */
   skippedLinks: Array<{ rel: string; reason: string }>;
@@ -75,13 +77,14 @@ export interface FolderResult extends Findings {
 }
 
 export function emptyFindings(): Findings {
-  return { actions: [], unchanged: 0, skipped: 0, errors: [], skippedLinks: [], young: [], temps: [], sourceTemps: [] };
+  return { actions: [], unchanged: 0, skipped: 0, filtered: 0, errors: [], skippedLinks: [], young: [], temps: [], sourceTemps: [] };
 }
 
 /** Appends `from` to `into` (item by item: a large list would overflow `push(...)`). */
 export function mergeFindings(into: Findings, from: Findings): void {
   into.unchanged += from.unchanged;
   into.skipped += from.skipped;
+  into.filtered += from.filtered;
   for (const a of from.actions) into.actions.push(a);
   for (const e of from.errors) into.errors.push(e);
   for (const s of from.skippedLinks) into.skippedLinks.push(s);

@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { permissionAdvice } from '../shared/advice.js';
-import { errorCode, errorMessage } from '../shared/errors.js';
+import { errorCode, errorMessage, withCode } from '../shared/errors.js';
 import { formatBytes, type RunLog } from '../shared/log.js';
 import type { SyncErrorEntry, SyncProgress, SyncResult } from '../shared/options.js';
 import type { CopyJob, Findings } from './plan-types.js';
@@ -14,7 +14,7 @@ import type { CopyJob, Findings } from './plan-types.js';
 export const elapsed = (since: number) => Math.round((performance.now() - since) * 100) / 100;
 
 export function emptyResult(dryRun: boolean): SyncResult {
-  return { status: 'ok', dryRun, copied: [], updated: [], deleted: [], unchanged: 0, errors: [], bytes: 0, durationMs: 0 };
+  return { status: 'ok', dryRun, copied: [], updated: [], deleted: [], unchanged: 0, filtered: 0, errors: [], bytes: 0, durationMs: 0 };
 }
 
 /** An error result entry from anything thrown. */
@@ -44,7 +44,8 @@ export class Report {
   /** What a comparison found besides its actions. */
   absorb(found: Findings): void {
     this.result.unchanged += found.unchanged;
-    this.handled += found.skipped;
+    this.result.filtered += found.filtered;
+    this.handled += found.skipped + found.filtered;
     for (const { rel, reason } of found.skippedLinks) this.log.warn(`Skipped symlink ${rel}: ${reason}`);
     for (const e of found.errors) this.fail(e.path, Object.assign(new Error(e.message), { code: e.code }));
     if (found.young.length > 0) {
@@ -100,7 +101,7 @@ export class Report {
     const advice = permissionAdvice(entry.code, entry.message, this.paths.source, this.paths.dest);
     if (advice !== null) entry.message = `${entry.message} (${advice})`;
     this.result.errors.push(entry);
-    this.log.error(`${path === '' ? 'Sync failed' : `Failed ${path}`}: ${entry.code}: ${entry.message}`);
+    this.log.error(`${path === '' ? 'Sync failed' : `Failed ${path}`}: ${withCode(entry.code, entry.message)}`);
   }
 
   /** The run as a whole failed: status `failed` whatever else was done. */
@@ -121,7 +122,7 @@ export class Report {
     const handled = this.handled + r.unchanged + r.copied.length + r.updated.length + r.deleted.length;
     r.status = r.errors.length === 0 ? 'ok' : this.fatal || handled === 0 ? 'failed' : 'partial';
     r.durationMs = elapsed(this.started);
-    const summary = `Sync ${r.status}${r.dryRun ? ' (dry run)' : ''}: ${r.copied.length} copied, ${r.updated.length} updated, ${r.deleted.length} deleted, ${r.unchanged} unchanged, ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}, ${formatBytes(r.bytes)} in ${Math.round(r.durationMs)} ms`;
+    const summary = `Sync ${r.status}${r.dryRun ? ' (dry run)' : ''}: ${r.copied.length} copied, ${r.updated.length} updated, ${r.deleted.length} deleted, ${r.unchanged} unchanged, ${r.filtered > 0 ? `${r.filtered} left out by the extension filter, ` : ''}${r.errors.length} error${r.errors.length === 1 ? '' : 's'}, ${formatBytes(r.bytes)} in ${Math.round(r.durationMs)} ms`;
     if (r.status === 'ok') this.log.info(summary);
     else this.log.error(summary);
     await this.log.flush();

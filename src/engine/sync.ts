@@ -64,9 +64,15 @@ export function runSync(config: SyncConfig, request: SyncRequest = {}, deps: Run
  * `young` (source-relative) for the caller to sync once they are stable. Young files are neither
  * errors nor copies. The run is its own: no other call merges with it, nor it with another.
  */
-export async function syncSettled(config: SyncConfig, newerThan: number, signal?: AbortSignal, deps: RunDeps = DEFAULT_DEPS): Promise<{ result: SyncResult; young: string[] }> {
+export async function syncSettled(
+  config: SyncConfig,
+  newerThan: number,
+  signal?: AbortSignal,
+  onProgress?: (progress: SyncProgress) => void,
+  deps: RunDeps = DEFAULT_DEPS,
+): Promise<{ result: SyncResult; young: string[] }> {
   const leave: LeaveYoung = { newerThan, young: [] };
-  const result = await start(config, { signal }, leave, deps);
+  const result = await start(config, { signal, onProgress }, leave, deps);
   return { result, young: leave.young };
 }
 

@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { resolveServeConfig, type ServeConfig } from '../config/config.js';
-import { errorCode, errorMessage } from '../shared/errors.js';
+import { errorCode, errorMessage, withCode } from '../shared/errors.js';
 import { isSyncablePath } from '../shared/filter.js';
 import { createLog } from '../shared/log.js';
 import { FileOpener, type OpenFile } from './open-file.js';
@@ -60,7 +60,7 @@ export function createUploadsRoute(options: UploadsRouteOptions = {}): UploadsRo
     } catch (err) {
       const code = errorCode(err);
       if (code === 'EACCES' || code === 'EPERM') return plain(403, head);
-      createLog('route', config?.logFile ?? null, options.logger ?? null).error(`Cannot serve ${safeUrl(request)}: ${code}: ${errorMessage(err)}`);
+      createLog('route', config?.logFile ?? null, options.logger ?? null).error(`Cannot serve ${safeUrl(request)}: ${withCode(code, errorMessage(err))}`);
       return plain(500, head);
     }
   };

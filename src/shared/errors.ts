@@ -1,4 +1,9 @@
-/** Stable error codes. Tests and callers match on these, never on messages. */
+/**
+ * Stable error codes. Tests and callers match on these, never on messages. Each is documented in
+ * the README ("Error codes"); a test checks the two lists match. A lock taken over mid-run (its
+ * holder stalled past the stale time) is a warning in the log, not an error: the run finishes
+ * safely without it (targeted runs never take it; deletions are re-checked at the moment they happen).
+ */
 export type UploadSyncErrorCode =
   | 'ERR_CONFIG'
   | 'ERR_OUTSIDE'
@@ -19,8 +24,7 @@ export type UploadSyncErrorCode =
   | 'ERR_NO_FILE'
   | 'ERR_LIMIT'
   | 'ERR_STORE'
-  | 'ELOCKED'
-  | 'ERR_LOCK_COMPROMISED';
+  | 'ELOCKED';
 
 /** Marks our errors across bundles: `upload-sync` and `upload-sync/next` (ESM and CJS) each carry a copy of the class. */
 const BRAND = Symbol.for('upload-sync.UploadSyncError');
@@ -54,4 +58,12 @@ export function errorCode(err: unknown, fallback = 'ERR_UNKNOWN'): string {
 
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * `CODE: message`, for a log or stderr line. Node's own messages already start with their code
+ * (`EACCES: permission denied, open '…'`): those are left as they are, never `EACCES: EACCES: …`.
+ */
+export function withCode(code: string, message: string): string {
+  return message.startsWith(`${code}:`) ? message : `${code}: ${message}`;
 }

@@ -146,8 +146,14 @@ export interface SyncProgress {
   bytesTotal: number;
 }
 
-/** Options of `createWatcher` (all of `SyncOptions` but `files`, `dryRun`, `signal` and `onProgress`). */
+/** Options of `createWatcher` (all of `SyncOptions` but `files`, `dryRun` and `signal`). */
 export interface WatcherOptions extends Omit<SyncOptions, 'files' | 'dryRun' | 'signal' | 'onProgress'> {
+  /**
+   * Called as the first full sync (the reconcile at start, which fills a fresh mirror and can take
+   * minutes) advances, as `SyncOptions.onProgress` is; `ready` follows its last call. Later syncs
+   * do not report progress. A call that throws is ignored.
+   */
+  onProgress?: (progress: SyncProgress) => void;
   /** A path is synced once its size and mtime have been stable this long. @default env `UPLOAD_SYNC_STABLE_MS`, else 1000 */
   stableMs?: number;
   /** Batch the changes of this window into one targeted sync. @default env `UPLOAD_SYNC_DEBOUNCE_MS`, else 200 */
@@ -199,6 +205,13 @@ export interface SyncResult {
   updated: string[];
   deleted: string[];
   unchanged: number;
+  /**
+   * Source files left out by the extension filter (`extensions`, `UPLOAD_SYNC_EXTENSIONS`): neither
+   * copied nor counted as unchanged. A filter that leaves out every file (a typo such as `audoi`)
+   * shows as `filtered > 0` with nothing copied or unchanged. Dotfiles and partial uploads
+   * (`.part`, `.tmp`, …) are never synced and are not counted here.
+   */
+  filtered: number;
   errors: SyncErrorEntry[];
   /** Bytes written (or that would be written, in a dry run). */
   bytes: number;

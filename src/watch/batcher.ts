@@ -19,7 +19,7 @@ export interface BatchTiming {
 }
 
 export function emptyResult(status: SyncResult['status'] = 'ok'): SyncResult {
-  return { status, dryRun: false, copied: [], updated: [], deleted: [], unchanged: 0, errors: [], bytes: 0, durationMs: 0 };
+  return { status, dryRun: false, copied: [], updated: [], deleted: [], unchanged: 0, filtered: 0, errors: [], bytes: 0, durationMs: 0 };
 }
 
 /** Drops paths inside a folder that is also listed (the folder's run covers them) and duplicates. */

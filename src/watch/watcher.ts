@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { resolveWatchConfig, type WatchConfig } from '../config/config.js';
 import { runSync, syncSettled } from '../engine/sync.js';
-import { errorCode, errorMessage } from '../shared/errors.js';
+import { UploadSyncError, errorCode, errorMessage, withCode } from '../shared/errors.js';
 import { isSyncablePath } from '../shared/filter.js';
 import { createLog, type RunLog } from '../shared/log.js';
-import type { SyncErrorEntry, SyncResult, WatcherOptions } from '../shared/options.js';
+import type { SyncErrorEntry, SyncProgress, SyncResult, WatcherOptions } from '../shared/options.js';
 import { Batcher, emptyResult } from './batcher.js';
 import { toWatcherError, type ChangeCause } from './events.js';
 import { SerialQueue } from './queue.js';
@@ -94,7 +94,12 @@ export interface UploadWatcher extends EventEmitter<WatcherEventMap> {
  * await watcher.ready;
  */
 export function createWatcher(options: WatcherOptions = {}): UploadWatcher {
-  return new Watcher(resolveWatchConfig(options));
+  const config = resolveWatchConfig(options);
+  const { onProgress } = options;
+  if (onProgress !== undefined && typeof onProgress !== 'function') {
+    throw new UploadSyncError('ERR_CONFIG', `Invalid option \`onProgress\`: expected a function, got ${typeof onProgress}`);
+  }
+  return new Watcher(config, onProgress);
 }
 
 
@@ -127,7 +132,11 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
   private lastSyncAt: Date | null = null;
   private lastError: WatcherStats['lastError'] = null;
 
-  constructor(config: WatchConfig) {
+  constructor(
+    config: WatchConfig,
+    /** The start reconcile's progress (`WatcherOptions.onProgress`). */
+    private readonly onStartProgress?: (progress: SyncProgress) => void,
+  ) {
     super();
     this.config = config;
     this.syncConfig = Object.freeze({ ...config, force: true });
@@ -270,7 +279,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
     if (!atStart && !this.sources.present) return null;
     this.counts.reconciles++;
     // Taken now: a wait for the lock only leaves more files for later, never copies one too young.
-    const { result, young } = await syncSettled(this.syncConfig, Date.now() - this.config.stableMs, this.abort.signal);
+    const { result, young } = await syncSettled(this.syncConfig, Date.now() - this.config.stableMs, this.abort.signal, atStart ? this.onStartProgress : undefined);
     if (this.closed) {
       // close() came first and nothing was written: nothing to tell. Else the copies done before
       // the abort are told, as for a batch.
@@ -305,7 +314,7 @@ class Watcher extends EventEmitter<WatcherEventMap> implements UploadWatcher {
       err instanceof Error && typeof (err as WatcherError).code === 'string' ? (err as WatcherError) : toWatcherError(errorCode(err), errorMessage(err), undefined, err);
     this.counts.errors++;
     this.lastError = { code: error.code, message: error.message, ...(typeof error.path === 'string' ? { path: error.path } : {}), at: new Date() };
-    if (log) this.log.error(`${error.code}: ${error.message}`);
+    if (log) this.log.error(withCode(error.code, error.message));
     if (this.listenerCount('error') > 0) this.emitSafe('error', error);
   }
 
