@@ -233,6 +233,17 @@ describe('the CLI\'s small defects (issue 13, point 5)', () => {
   });
 });
 
+test('CHANGELOG.md: a versioning note, then one section per version, Unreleased first, the package\'s version named', async () => {
+  const changelog = await readFile(join(ROOT, 'CHANGELOG.md'), 'utf8');
+  const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  const headings = [...changelog.matchAll(/^## (.*)$/gm)].map((m) => m[1]!);
+  expect(headings[0]).toBe('Versioning');
+  expect(headings[1]).toMatch(/^Unreleased\b/);
+  for (const h of headings.slice(2)) expect(h).toMatch(/^\d+\.\d+\.\d+ \(\d{4}-\d\d-\d\d\)$/);
+  expect(headings.some((h) => h.includes(version))).toBe(true);
+  for (const breaking of ['exit codes', 'error codes', 'results', 'environment variables']) expect(changelog).toContain(breaking);
+});
+
 describe('watch on a terminal', () => {
   test('a long first sync shows its progress line (stderr), erased before the first message', async () => {
     // Enough files that the first sync outlasts the progress line's half-second delay (about 3 s
