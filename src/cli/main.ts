@@ -20,7 +20,8 @@ ${Object.entries(commands)
   .join('\n')}
 
 Run 'upload-sync <command> --help' for a command's options.
-Exit codes: 0 done (or disabled by the environment), 1 the run failed in part or whole, 2 usage or configuration error,
+Exit codes: 0 done (or disabled by the environment), 1 the run failed in part or whole (with --strict, also
+a warning), 2 usage or configuration error (no command included),
 130 / 143 sync, check or cleanup stopped by SIGINT / SIGTERM (128 + the signal's number, as a shell reports it;
 the files in flight are finished, no temp file is left, and a line says what was done).`;
 }
