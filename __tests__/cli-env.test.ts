@@ -107,6 +107,11 @@ describe('silent no-ops are warnings; --strict makes them exit 1', () => {
     expect(await readTree(dest)).toEqual({ 'a.mp3': 'aaa' }); // the good one is synced all the same
     const check = await runCli(['check', '--root', root, '--file', 'nope.mp3', '--strict'], { env });
     expect(check.code).toBe(1);
+    // A run that failed as a whole says why itself: no warning on top of ERR_SOURCE_MISSING.
+    const missing = await runCli(['sync', '--source', join(root, 'nowhere'), '--dest', dest, '--file', 'nope.mp3'], { env });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('ERR_SOURCE_MISSING');
+    expect(missing.stderr).not.toContain('warning');
   });
 
   test('no warning for a --file that exists, nor for one whose deletion the run mirrors (--delete)', async () => {

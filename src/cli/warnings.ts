@@ -32,6 +32,7 @@ const files = (n: number) => `${n} file${n === 1 ? '' : 's'}`;
  */
 export function syncWarnings(config: PathsConfig, result: SyncResult, targets: readonly string[] | null): string[] {
   const out: string[] = [];
+  if (result.status === 'failed') return out; // the run's own error says what is wrong (the source missing, say)
   for (const entry of targets ?? []) {
     const abs = isAbsolute(entry) ? resolve(entry) : resolve(config.source, entry);
     const rel = toPosix(relative(config.source, abs));
