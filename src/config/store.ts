@@ -81,10 +81,11 @@ function isClient(value: unknown): value is S3ClientLike {
 
 /**
  * Resolves the `store` option, else `UPLOAD_SYNC_STORE`, with the AWS variables of `env`.
- * @returns `null` when neither is set.
+ * @returns `null` when neither is set, or when the option is `false` (no store, whatever the env says).
  * @throws UploadSyncError `ERR_CONFIG` naming the option or variable.
  */
-export function resolveStore(value: StoreOption | undefined, env: Env): StoreConfig | null {
+export function resolveStore(value: StoreOption | false | undefined, env: Env): StoreConfig | null {
+  if (value === false) return null;
   let origin: Origin;
   let parsed: { bucket: string; prefix: string; client: S3ClientLike | null };
   if (value !== undefined) {

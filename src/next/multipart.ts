@@ -12,6 +12,8 @@ import type { SaveMultipartOptions, SavedMultipart, SavedPart } from '../shared/
 import { syncUploads } from '../engine/sync.js';
 import { checkType, pickSyncOptions, prepareUpload, randomName, type UploadContext } from './save.js';
 import { aborted, alreadyExists, discard, exists, publishTemp, tooLarge, writeTemp, type Written } from './writer.js';
+import { putUpload, removeStored, uploadStore } from './store-save.js';
+import type { S3Store } from '../store/s3-store.js';
 
 const DEFAULTS = { maxFiles: 10, maxFields: 100, maxFieldBytes: 64 * 1024 };
 
@@ -38,6 +40,11 @@ export interface MultipartRequest {
  * whole body has arrived and parsed: a refused, aborted or malformed request leaves nothing, no
  * temp file and no file. Then one targeted sync of all the files (unless `sync: false`).
  *
+ * With a store (option `store`, or `UPLOAD_SYNC_STORE`), each file streams into the bucket as its
+ * part arrives (see the option `store` of `saveUpload`), under a random key no one knows yet; if the
+ * request then fails, the objects it wrote are deleted (not with `overwrite`: they may have replaced
+ * others), and an aborted multipart upload leaves nothing. No sync runs.
+ *
  * ```ts
  * // app/api/upload/route.ts
  * export async function POST(request: Request) {
@@ -50,8 +57,8 @@ export interface MultipartRequest {
  *   is read; or the body went over as it arrived), `ERR_NOT_MULTIPART` (415), `ERR_MALFORMED`
  *   (400: a body the parser refuses, or one that ends early), `ERR_NO_FILE` (400), `ERR_LIMIT`
  *   (413: too many files or fields, a field too long), `ERR_TYPE` (415), `ERR_ABORTED` (the
- *   client went away, or `signal`), `ERR_EXISTS`, `ERR_OUTSIDE`, `ERR_CONFIG`, or a filesystem
- *   error (`ENOSPC`, …).
+ *   client went away, or `signal`), `ERR_EXISTS`, `ERR_OUTSIDE`, `ERR_CONFIG`, `ERR_STORE` (the
+ *   bucket's own errors), or a filesystem error (`ENOSPC`, …).
  */
 export async function saveMultipart(request: MultipartRequest, options: SaveMultipartOptions = {}): Promise<SavedMultipart> {
   const ctx = prepareUpload(options, 'saveMultipart');
@@ -76,32 +83,83 @@ export async function saveMultipart(request: MultipartRequest, options: SaveMult
   const external = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
   if (external?.aborted) throw aborted(ctx.dir);
 
-  await ctx.openFolder();
+  const sink = ctx.config.store === null ? diskSink(ctx) : storeSink(ctx, await uploadStore(ctx.config.store));
+  if (ctx.config.store === null) await ctx.openFolder();
   const Busboy = await loadBusboy();
-  const written = await new MultipartJob(ctx, limits, external).run(request.body, contentType, Busboy);
+  const written = await new MultipartJob(ctx, sink, limits, external).run(request.body, contentType, Busboy);
+  await sink.publish(written);
 
-  const published: Written[] = [];
-  try {
-    for (const w of written) {
-      await publishTemp(w, { overwrite: ctx.overwrite, rel: w.rel, fsync: ctx.fsync });
-      published.push(w);
-    }
-  } catch (err) {
-    // All or nothing: a name taken meanwhile (a race on a given folder) undoes the files of this request.
-    await discard(written);
-    if (!ctx.overwrite) await Promise.all(published.map((w) => unlink(w.target).catch(() => undefined)));
-    throw err;
-  }
   const rels = written.map((w) => w.rel);
-  const sync = options.sync === false || rels.length === 0 ? null : await syncUploads({ ...pickSyncOptions(options), files: rels });
-  const files: SavedPart[] = written.map((w) => ({ name: w.rel, path: w.target, url: ctx.urlOf(w.rel), size: w.size, sync, field: w.field, originalName: w.originalName }));
+  const sync = ctx.config.store !== null || options.sync === false || rels.length === 0 ? null : await syncUploads({ ...pickSyncOptions(options), files: rels });
+  const files: SavedPart[] = written.map((w) => ({
+    name: w.rel, path: w.path, url: ctx.urlOf(w.rel), size: w.size, sync, field: w.field, originalName: w.originalName, ...(w.etag === undefined ? {} : { etag: w.etag }),
+  }));
   return { files, fields: written.fields, sync };
 }
 
-interface PartWritten extends Written {
+/** A file of the request where it landed: a temp file on disk, or its final object in the bucket. */
+interface Landed {
   rel: string;
+  /** The final path on disk, or `s3://bucket/key`. */
+  path: string;
+  size: number;
+  etag?: string;
+  /** On disk: the temp file to publish. */
+  temp?: Written;
+}
+
+interface PartWritten extends Landed {
   field: string;
   originalName: string | undefined;
+}
+
+/**
+ * Where a request's files go. On disk each file is written to a temp file and all are published
+ * once the body has fully arrived and parsed; in a bucket each is written under its final key as it
+ * arrives (a random name no one else knows yet) and the ones written are deleted if the request fails.
+ */
+interface Sink {
+  write(chunks: Readable, fileName: string, rel: string, signal: AbortSignal): Promise<Landed>;
+  /** Every file arrived and the body parsed: make them visible, all or none. */
+  publish(landed: readonly Landed[]): Promise<void>;
+  /** The request failed: remove what it wrote. */
+  discard(landed: readonly Landed[]): Promise<void>;
+}
+
+function diskSink(ctx: UploadContext): Sink {
+  const temps = (landed: readonly Landed[]) => landed.flatMap((l) => (l.temp === undefined ? [] : [l.temp]));
+  return {
+    async write(chunks, fileName, rel, signal) {
+      const target = join(ctx.dir, fileName);
+      if (!ctx.overwrite && (await exists(target))) throw alreadyExists(rel, target);
+      const temp = await writeTemp(chunks, target, { maxBytes: ctx.maxBytes, signal, fsync: ctx.fsync });
+      return { rel, path: target, size: temp.size, temp };
+    },
+    async publish(landed) {
+      const published: Written[] = [];
+      try {
+        for (const l of landed) {
+          await publishTemp(l.temp!, { overwrite: ctx.overwrite, rel: l.rel, fsync: ctx.fsync });
+          published.push(l.temp!);
+        }
+      } catch (err) {
+        // All or nothing: a name taken meanwhile (a race on a given folder) undoes the files of this request.
+        await discard(temps(landed));
+        if (!ctx.overwrite) await Promise.all(published.map((w) => unlink(w.target).catch(() => undefined)));
+        throw err;
+      }
+    },
+    discard: (landed) => discard(temps(landed)),
+  };
+}
+
+function storeSink(ctx: UploadContext, store: S3Store): Sink {
+  return {
+    write: (chunks, _fileName, rel, signal) => putUpload(store, rel, chunks, { maxBytes: ctx.maxBytes, signal, overwrite: ctx.overwrite, checkFirst: false }),
+    publish: async () => undefined,
+    // Never with overwrite: the object written may have replaced one that must not go.
+    discard: async (landed) => (ctx.overwrite ? undefined : await removeStored(store, landed)),
+  };
 }
 
 /**
@@ -120,6 +178,7 @@ class MultipartJob {
 
   constructor(
     private readonly ctx: UploadContext,
+    private readonly sink: Sink,
     private readonly limits: { maxFiles: number; maxFields: number; maxFieldBytes: number },
     private readonly external: AbortSignal | undefined,
   ) {}
@@ -166,7 +225,7 @@ class MultipartJob {
       else if (written.length === 0) this.failure = new UploadSyncError('ERR_NO_FILE', 'The request has no file part (an <input type="file"> with a file chosen)');
     }
     if (this.failure !== null) {
-      await discard(written);
+      await this.sink.discard(written);
       throw this.failure;
     }
     return Object.assign(written, { fields: this.fields });
@@ -202,10 +261,8 @@ class MultipartJob {
     const fileName = randomName(filename, mimeType === 'application/octet-stream' ? undefined : mimeType);
     checkType(fileName, this.ctx.config, this.ctx.allowed);
     const rel = this.ctx.relOf(fileName);
-    const target = join(this.ctx.dir, fileName);
-    if (!this.ctx.overwrite && (await exists(target))) throw alreadyExists(rel, target);
-    const w = await writeTemp(stream, target, { maxBytes: this.ctx.maxBytes, signal: this.stop.signal, fsync: this.ctx.fsync });
-    return { ...w, rel, field, originalName: filename };
+    const landed = await this.sink.write(stream, fileName, rel, this.stop.signal);
+    return { ...landed, field, originalName: filename };
   }
 
   /** The body into the parser: counted, stopped at the first failure, written only as fast as the parser (and the disk) take it. */

@@ -11,6 +11,7 @@ import type { SaveUploadOptions, SavedUpload, SyncOptions, UploadInput } from '.
 import { DEFAULT_URL_PREFIX } from './route.js';
 import { syncUploads } from '../engine/sync.js';
 import { alreadyExists, exists, publishTemp, tooLarge, writeTemp } from './writer.js';
+import { putUpload, uploadStore } from './store-save.js';
 
 /** Longest file name most filesystems take, in bytes. */
 const NAME_MAX = 255;
@@ -21,6 +22,9 @@ const NAME_MAX = 255;
  * fsyncs it, links or renames it into place and fsyncs the folder (unless `fsync: false`), then
  * runs a targeted `syncUploads` (unless `sync: false`).
  *
+ * With a store (option `store`, or `UPLOAD_SYNC_STORE`), it streams `file` into the bucket
+ * instead, under the same name rules, and writes nothing to disk: see the option `store`.
+ *
  * For a multipart request, use `saveMultipart(request)`: `request.formData()` holds the whole
  * body in memory before anything can be checked.
  *
@@ -30,8 +34,9 @@ const NAME_MAX = 255;
  * ```
  *
  * @throws UploadSyncError `ERR_TOO_LARGE`, `ERR_TYPE`, `ERR_INVALID_NAME`, `ERR_EXISTS`,
- *   `ERR_OUTSIDE`, `ERR_ABORTED`, `ERR_CONFIG`, or a filesystem error (`ENOSPC`, …). No temp file
- *   is left behind. A failed sync is not thrown: it is in the result's `sync`.
+ *   `ERR_OUTSIDE`, `ERR_ABORTED`, `ERR_CONFIG`, `ERR_STORE` (with a store: the bucket's own errors),
+ *   or a filesystem error (`ENOSPC`, …). No temp file is left behind, and with a store no object
+ *   and no pending multipart upload. A failed sync is not thrown: it is in the result's `sync`.
  */
 export async function saveUpload(file: UploadInput, options: SaveUploadOptions = {}): Promise<SavedUpload> {
   const ctx = prepareUpload(options, 'saveUpload');
@@ -41,6 +46,12 @@ export async function saveUpload(file: UploadInput, options: SaveUploadOptions =
   checkType(fileName, ctx.config, ctx.allowed);
   if (input.size !== undefined && input.size > ctx.maxBytes) throw tooLarge(ctx.maxBytes, input.size);
 
+  if (ctx.config.store !== null) {
+    const store = await uploadStore(ctx.config.store);
+    const put = { maxBytes: ctx.maxBytes, signal: options.signal, overwrite: ctx.overwrite, checkFirst: options.name !== undefined };
+    const stored = await putUpload(store, rel, input.chunks(), put);
+    return { name: rel, path: stored.path, url: ctx.urlOf(rel), size: stored.size, sync: null, etag: stored.etag };
+  }
   await ctx.openFolder();
   const target = join(ctx.dir, fileName);
   if (!ctx.overwrite && (await exists(target))) throw alreadyExists(rel, target);
@@ -72,9 +83,9 @@ export interface UploadContext {
  */
 export function prepareUpload(options: SaveUploadOptions, fn: string): UploadContext {
   if (options === null || typeof options !== 'object') throw configError('options', 'an options object', options, fn);
-  // Only the paths and the filter: a bad sync, watcher or cleanup setting must not refuse the upload
-  // (the upload is saved; its sync result then says what is wrong).
-  const config = resolveServeConfig(pickSyncOptions(options));
+  // Only the paths, the filter and the store: a bad sync, watcher or cleanup setting must not refuse
+  // the upload (the upload is saved; its sync result then says what is wrong).
+  const config = resolveServeConfig({ ...pickSyncOptions(options), store: options.store });
   const maxBytes = checkMaxBytes(options.maxBytes);
   // Not every type by default: an HTML or SVG upload served from the app's origin is stored XSS.
   const allowed = parseAllowedTypes(options.allowedTypes ?? DEFAULT_ALLOWED_TYPES);

@@ -83,9 +83,10 @@ export interface CommonOptions {
   lockTimeoutMs?: number;
   /**
    * The shared store in an S3-compatible bucket (in progress: parsed and validated, not used yet).
+   * `false`: none, even when `UPLOAD_SYNC_STORE` is set.
    * @default env `UPLOAD_SYNC_STORE`, else none
    */
-  store?: StoreOption;
+  store?: StoreOption | false;
 }
 
 /** Options of `syncUploads`. */
@@ -341,6 +342,35 @@ export type UploadInput = Blob | ReadableStream<Uint8Array> | Uint8Array | Array
 export interface SaveUploadOptions
   extends Pick<SyncOptions, 'root' | 'source' | 'dest' | 'force' | 'extensions' | 'logger' | 'logFile' | 'lockDir' | 'lockTimeoutMs' | 'strategy' | 'fileMode' | 'dirMode'> {
   /**
+   * Save into this S3-compatible bucket instead of the uploads folder (several app servers share
+   * it). A server configured with a store saves there: `UPLOAD_SYNC_STORE` is enough, no code
+   * change; `false` saves to disk even when it is set.
+   *
+   * The bytes stream into the bucket as they arrive: one PutObject when the upload fits in one
+   * part (5 MiB), else a multipart upload of 5 MiB parts, one sent while the next fills, so memory
+   * stays about 10 MiB per upload whatever the file's size (largest object: 10,000 parts, ~48.8 GiB).
+   * `maxBytes` is checked as the bytes arrive; over it (`ERR_TOO_LARGE`), on `signal` (`ERR_ABORTED`)
+   * or on any error the multipart upload is aborted: no object and no pending upload is left.
+   * The same names as on disk (random by default, `name`, `folder`), the same `allowedTypes` and
+   * extension checks, all before a byte is sent. The object key is the store's prefix plus `name`;
+   * the object keeps the save time in `x-amz-meta-mtime` (what push and pull compare) and the
+   * `Content-Type` the route would serve it with.
+   *
+   * Never overwrites (unless `overwrite`): a PutObject sends `If-None-Match: *`, which AWS S3, R2
+   * and Ceph RGW honour atomically. A multipart upload HEADs the key just before
+   * CompleteMultipartUpload and sends `If-None-Match: *` with it; AWS S3 honours that atomically,
+   * but Ceph RGW 16 (and servers like it) ignore it there: on those, another writer that completes
+   * the same key between that HEAD and our Complete (milliseconds) is overwritten. Random names
+   * (the default) never meet this; a chosen `name` can, on such a server.
+   *
+   * Nothing is written to disk and no sync runs (`sync` and `fsync` do nothing; the result's `sync`
+   * is `null`): the bucket is the canonical copy, and `createUploadsRoute` with the same store
+   * serves the object at once (disk first, then the bucket). A server's local mirror gets it at its
+   * next pull (`syncUploads({ source: 's3://…' })`).
+   * @default env `UPLOAD_SYNC_STORE`, else none: the uploads folder
+   */
+  store?: StoreOption | false;
+  /**
    * The file name to save under: a name, never a path (no `/`, `\`, `..`, NUL, dotfile; at most 255
    * bytes), else `ERR_INVALID_NAME`.
    * @default a random id plus the original name's extension (`3f2c…e1.mp3`)
@@ -431,14 +461,19 @@ export interface SavedMultipart {
 
 /** A saved upload. */
 export interface SavedUpload {
-  /** Relative to the source folder, `/`-separated (`albums/2024/3f2c….mp3`). */
+  /**
+   * Relative to the source folder, `/`-separated (`albums/2024/3f2c….mp3`). With a store: the
+   * object's key relative to the store's prefix (the same name; the full key is the prefix, `/`, then this).
+   */
   name: string;
-  /** Absolute path of the file in the source folder. */
+  /** Absolute path of the file in the source folder. With a store: `s3://bucket/key` (the full key, not percent-encoded). */
   path: string;
-  /** Where the uploads route serves it (`/uploads/albums/2024/3f2c….mp3`), percent-encoded. */
+  /** Where the uploads route serves it (`/uploads/albums/2024/3f2c….mp3`), percent-encoded; the same with a store. */
   url: string;
   /** Bytes written. */
   size: number;
-  /** The targeted sync's result (it never throws: a failed sync is here); `null` with `sync: false`. */
+  /** The targeted sync's result (it never throws: a failed sync is here); `null` with `sync: false`, and with a store. */
   sync: SyncResult | null;
+  /** With a store only: the object's ETag as the bucket sends it (quotes included; `"…-N"` for an upload of N parts). */
+  etag?: string;
 }
