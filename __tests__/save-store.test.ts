@@ -59,6 +59,8 @@ d('saveUpload and saveMultipart with a store, against a real Ceph RGW', () => {
   /** What the library sent to the bucket, through a client of our own (the `{ client }` form of the option). */
   let sent: string[] = [];
   let counting: S3Client;
+  /** The next command of this name succeeds on the server, then fails on our side. */
+  let loseResponseOf: string | null = null;
   const bucket = bucketName('save');
   const PREFIX = 'up loads';
   let p: ReturnType<typeof tempProject>;
@@ -95,9 +97,13 @@ d('saveUpload and saveMultipart with a store, against a real Ceph RGW', () => {
     };
     admin = new S3Client(clientOptions);
     counting = new S3Client(clientOptions);
-    counting.middlewareStack.add((next, context) => (args) => {
+    counting.middlewareStack.add((next, context) => async (args) => {
       sent.push(context.commandName!);
-      return next(args);
+      if (loseResponseOf !== context.commandName) return await next(args);
+      // The server did it; the answer is lost (a connection reset after the request).
+      loseResponseOf = null;
+      await next(args);
+      throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
     }, { step: 'initialize' });
     await admin.send(new CreateBucketCommand({ Bucket: bucket }));
     store = await openStore({ bucket, prefix: PREFIX, client: admin }, { env: {} });
@@ -187,6 +193,20 @@ d('saveUpload and saveMultipart with a store, against a real Ceph RGW', () => {
     stalled.abort();
     expect((await failure(saving)).code).toBe('ERR_ABORTED');
     expect(await keys()).toEqual([]);
+    expect(await pendingUploads()).toEqual([]);
+  });
+
+  test('an answer lost after the server stored the object (PutObject, CompleteMultipartUpload): ERR_STORE, and the object of a random name is deleted; a chosen name is left', async () => {
+    for (const [command, size] of [['PutObjectCommand', 1000], ['CompleteMultipartUploadCommand', 6 * MiB]] as const) {
+      loseResponseOf = command;
+      expect((await failure(saveUpload(patternStream(size).stream, opts({ originalName: 'a.mp3' })))).code).toBe('ERR_STORE');
+      expect(loseResponseOf).toBeNull();
+      expect(await keys()).toEqual([]);
+    }
+    // A chosen name: the object there may be another writer's (our 412 lost), so it is not deleted.
+    loseResponseOf = 'PutObjectCommand';
+    expect((await failure(saveUpload(new File(['mine'], 'x'), opts({ name: 'chosen.mp3' })))).code).toBe('ERR_STORE');
+    expect(await keys()).toEqual(['chosen.mp3']);
     expect(await pendingUploads()).toEqual([]);
   });
 
@@ -304,12 +324,32 @@ d('saveUpload and saveMultipart with a store, against a real Ceph RGW', () => {
       expect((await read(`mp/${e.files[1]!.name}`)).toString()).toBe('small');
       expect((await store.head(`mp/${e.files[0]!.name}`))!.etag).toMatch(/-3"$/);
 
-      // The first file is in the bucket when the second is refused: it is deleted.
+      // A refusal while the first file is still going up: its multipart upload is aborted.
       const refused = new FormData();
       refused.append('file', new File([randomBytes(7 * MiB)], 'first.mp3', { type: 'audio/mpeg' }));
       refused.append('file', new File(['<script>'], 'x.html', { type: 'text/html' }));
       expect((await post(refused)).status).toBe(415);
       expect(await keys()).toEqual(e.files.map((f) => `mp/${f.name}`).sort());
+      // A refusal once the first file is in the bucket: the body pauses between the parts until the
+      // object is there, then the second part is refused: the first object is deleted.
+      const kept = await keys();
+      const boundary = 'save-store-boundary';
+      const head = (name: string, type: string) => `Content-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: ${type}\r\n\r\n`;
+      // (The first part ends where the next boundary is seen: it comes with the first piece.)
+      const pieces = [async () => `--${boundary}\r\n${head('first.mp3', 'audio/mpeg')}landed\r\n--${boundary}\r\n`, async () => {
+        await waitFor(async () => (await keys()).length > kept.length, { message: 'the first file to land in the bucket' });
+        return `${head('x.html', 'text/html')}<script>\r\n--${boundary}--\r\n`;
+      }];
+      const body = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          const next = pieces.shift();
+          if (next === undefined) return c.close();
+          c.enqueue(new TextEncoder().encode(await next()));
+        },
+      });
+      const r = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, duplex: 'half' } as RequestInit);
+      expect(r.status).toBe(415);
+      expect(await keys()).toEqual(kept);
     } finally {
       server.kill('SIGKILL');
     }

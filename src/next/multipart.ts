@@ -42,8 +42,8 @@ export interface MultipartRequest {
  *
  * With a store (option `store`, or `UPLOAD_SYNC_STORE`), each file streams into the bucket as its
  * part arrives (see the option `store` of `saveUpload`), under a random key no one knows yet; if the
- * request then fails, the objects it wrote are deleted (not with `overwrite`: they may have replaced
- * others), and an aborted multipart upload leaves nothing. No sync runs.
+ * request then fails, the objects it wrote are deleted, and an aborted multipart upload leaves
+ * nothing. No sync runs.
  *
  * ```ts
  * // app/api/upload/route.ts
@@ -116,7 +116,8 @@ interface PartWritten extends Landed {
 /**
  * Where a request's files go. On disk each file is written to a temp file and all are published
  * once the body has fully arrived and parsed; in a bucket each is written under its final key as it
- * arrives (a random name no one else knows yet) and the ones written are deleted if the request fails.
+ * arrives (a random name no one else knows yet) and the ones written are deleted if the request fails
+ * (for a moment, a reader who guessed the name could have read it).
  */
 interface Sink {
   write(chunks: Readable, fileName: string, rel: string, signal: AbortSignal): Promise<Landed>;
@@ -155,10 +156,10 @@ function diskSink(ctx: UploadContext): Sink {
 
 function storeSink(ctx: UploadContext, store: S3Store): Sink {
   return {
-    write: (chunks, _fileName, rel, signal) => putUpload(store, rel, chunks, { maxBytes: ctx.maxBytes, signal, overwrite: ctx.overwrite, checkFirst: false }),
+    write: (chunks, _fileName, rel, signal) => putUpload(store, rel, chunks, { maxBytes: ctx.maxBytes, signal, overwrite: ctx.overwrite, owned: true }),
     publish: async () => undefined,
-    // Never with overwrite: the object written may have replaced one that must not go.
-    discard: async (landed) => (ctx.overwrite ? undefined : await removeStored(store, landed)),
+    // Its keys are random names of this request's own: deleting them removes nothing of anyone else's.
+    discard: (landed) => removeStored(store, landed),
   };
 }
 

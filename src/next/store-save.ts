@@ -35,8 +35,14 @@ export interface PutUploadOptions {
   maxBytes: number;
   signal: AbortSignal | undefined;
   overwrite: boolean;
-  /** HEAD first and refuse an existing key before reading a byte (for a name the caller chose). */
-  checkFirst: boolean;
+  /**
+   * The key is a random name of ours (no one else can write it): after a failure, delete it.
+   * A request aborted or cut on our side may still have completed on the server (a PutObject whose
+   * body was all sent, a CompleteMultipartUpload): that object must not stay behind. Not for a name
+   * the caller chose: the object there may be another writer's (our write refused, the 412 unseen).
+   * For a chosen name, a HEAD first refuses a name taken before a byte is read, as on disk.
+   */
+  owned: boolean;
 }
 
 /** The store an upload goes into (one per store settings per process). */
@@ -51,7 +57,7 @@ export function uploadStore(config: StoreConfig): Promise<S3Store> {
  */
 export async function putUpload(store: S3Store, rel: string, chunks: AsyncIterable<Uint8Array>, o: PutUploadOptions): Promise<Stored> {
   const uri = `s3://${store.bucket}/${store.key(rel)}`;
-  if (!o.overwrite && o.checkFirst && (await store.head(rel, { signal: o.signal })) !== null) throw existsIn(rel, uri);
+  if (!o.overwrite && !o.owned && (await store.head(rel, { signal: o.signal })) !== null) throw existsIn(rel, uri);
   try {
     const r = await store.put(rel, bytesOnly(chunks), {
       ifNoneMatch: !o.overwrite,
@@ -63,6 +69,8 @@ export async function putUpload(store: S3Store, rel: string, chunks: AsyncIterab
     return { rel, path: uri, size: r.size, etag: r.etag };
   } catch (err) {
     if (err instanceof UploadSyncError && err.code === 'ERR_EXISTS') throw existsIn(rel, uri);
+    // Over the limit or a bad chunk: the body never completed, so no object can exist.
+    if (o.owned && !(err instanceof UploadSyncError && (err.code === 'ERR_TOO_LARGE' || err.code === 'ERR_CONFIG'))) await removeStored(store, [{ rel }]);
     if (err instanceof UploadSyncError && err.code === 'ERR_TOO_LARGE') throw tooLarge(o.maxBytes);
     throw err;
   }
