@@ -14,10 +14,12 @@ import { contentTypeOf } from './mime.js';
 import { tooLarge } from './writer.js';
 
 /**
- * Parts of the uploads saved into a bucket: 5 MiB (S3's smallest), one sent while the next fills.
- * Memory per upload is then 10 MiB of part buffers whatever the file's size (the issue's goal: a
- * 1 GB save at ≤ 100 MB peak RSS, with the SDK's own ~60 MB); the cost is the largest object,
- * 10,000 parts × 5 MiB ≈ 48.8 GiB.
+ * Parts of the uploads saved into a bucket: 5 MiB (S3's smallest), one at a time: a part is read,
+ * then sent while the request body waits (TCP holds the client back), then the same buffer takes
+ * the next. Memory per upload is then one 5 MiB buffer whatever the file's size (issue 12's goal:
+ * 1 GB saved at ≤ 100 MB peak RSS, of which Node and the SDK take ~70 MB before the first byte).
+ * Costs: the largest object is 10,000 parts × 5 MiB ≈ 48.8 GiB, and no overlap of reading and
+ * sending (1 GiB in ~7 s into a local Ceph RGW here, so the client's link is what limits).
  */
 export const SAVE_TUNING: Readonly<Required<StoreTuning>> = Object.freeze({ partSize: 5 * 1024 * 1024, queueSize: 1 });
 

@@ -347,8 +347,9 @@ export interface SaveUploadOptions
    * change; `false` saves to disk even when it is set.
    *
    * The bytes stream into the bucket as they arrive: one PutObject when the upload fits in one
-   * part (5 MiB), else a multipart upload of 5 MiB parts, one sent while the next fills, so memory
-   * stays about 10 MiB per upload whatever the file's size (largest object: 10,000 parts, ~48.8 GiB).
+   * part (5 MiB), else a multipart upload of 5 MiB parts sent one at a time (the request body waits
+   * while a part is sent), so memory stays one 5 MiB buffer per upload whatever the file's size
+   * (largest object: 10,000 parts, ~48.8 GiB).
    * `maxBytes` is checked as the bytes arrive; over it (`ERR_TOO_LARGE`), on `signal` (`ERR_ABORTED`)
    * or on any error the multipart upload is aborted: no object and no pending upload is left.
    * The same names as on disk (random by default, `name`, `folder`), the same `allowedTypes` and
