@@ -13,20 +13,31 @@ function readEnvFile(file) {
   return Object.fromEntries(readFileSync(file, 'utf8').split('\n').map((l) => /^([A-Z0-9_]+)=(.*)$/.exec(l.trim())).filter(Boolean).map((m) => [m[1], m[2]]));
 }
 
-export async function s3PutRss({ repo, work, rows, sizeMB = 1024 }) {
+/**
+ * Runs `fn(env)` with the gateway of UPLOAD_SYNC_TEST_S3_ENV, else one started with
+ * scripts/ceph-start.sh (and stopped after), else says why `name` skips.
+ */
+export async function withGateway({ repo, work, name }, fn) {
   let envFile = process.env.UPLOAD_SYNC_TEST_S3_ENV;
   let started = null;
   if (!envFile) {
     if (!['/usr/bin/ceph-mon', '/usr/bin/ceph-osd', '/usr/bin/radosgw'].every((b) => existsSync(b))) {
-      console.error('  s3-put-rss: skipped, no Ceph RGW (apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw)');
+      console.error(`  ${name}: skipped, no Ceph RGW (apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw)`);
       return;
     }
-    started = join(work, 'ceph');
+    started = join(work, `ceph-${name}`);
     execFileSync(join(repo, 'scripts', 'ceph-start.sh'), [started], { stdio: ['ignore', 'ignore', 'inherit'] });
     envFile = join(started, 'env');
   }
   try {
-    const env = readEnvFile(envFile);
+    await fn(readEnvFile(envFile));
+  } finally {
+    if (started) execFileSync(join(repo, 'scripts', 'ceph-down.sh'), [started], { stdio: 'inherit' });
+  }
+}
+
+export async function s3PutRss({ repo, work, rows, sizeMB = 1024 }) {
+  await withGateway({ repo, work, name: 's3-put-rss' }, async (env) => {
     const script = `
       import { CreateBucketCommand, DeleteBucketCommand } from '@aws-sdk/client-s3';
       import { readFileSync } from 'node:fs';
@@ -66,7 +77,5 @@ export async function s3PutRss({ repo, work, rows, sizeMB = 1024 }) {
     rows.push(`| peak RSS of a process putting ${sizeMB} MiB (generated, ${source} 64 KiB chunks) into Ceph RGW, S3Store.put (8 MiB × 2 in flight; goal ≤ 100 MB) | | peak (SDK loaded, before the put) | ${(m.peak / MB).toFixed(0)} MB (${(m.before / MB).toFixed(0)} MB) | ${(sizeMB / m.seconds).toFixed(0)} MiB/s, ${m.parts} parts |`);
     console.error(`  s3-put-rss (${source} chunks): ${sizeMB} MiB in ${m.seconds.toFixed(1)} s, ${m.parts} parts, peak RSS ${(m.peak / MB).toFixed(0)} MB (${(m.before / MB).toFixed(0)} MB before)`);
     }
-  } finally {
-    if (started) execFileSync(join(repo, 'scripts', 'ceph-down.sh'), [started], { stdio: 'inherit' });
-  }
+  });
 }
