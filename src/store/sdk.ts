@@ -4,6 +4,12 @@
  * loads them (the main entry stays light; lazy-s3.test.ts checks it, as lazy-chokidar.test.ts does
  * for chokidar). A real `import()` in both builds: tsup keeps it as written in the CJS bundle
  * (no splitting there), and the CLI bundle leaves `@aws-sdk/*` external (tsup.config.ts).
+ *
+ * Each `import()` is awaited inside a `try`, and the specifier is a literal: Next.js's Turbopack then
+ * treats the package as optional, so an app that bundles `upload-sync/next` builds without the SDK
+ * installed, and with it installed traces it into the standalone output. (A bare `import().catch()`
+ * fails the build with "Module not found" when it is not installed; a `turbopackIgnore` comment
+ * builds, but leaves the SDK out of `.next/standalone/node_modules`.)
  */
 import { UploadSyncError, errorMessage } from '../shared/errors.js';
 
@@ -32,11 +38,17 @@ function missing(name: string, what: string, err: unknown): UploadSyncError {
  * @throws UploadSyncError `ERR_CONFIG` saying what to `npm install` when it is not installed.
  */
 export function loadS3Sdk(): Promise<S3Sdk> {
-  sdk ??= import('@aws-sdk/client-s3').catch((err: unknown) => {
+  sdk ??= importSdk();
+  return sdk;
+}
+
+async function importSdk(): Promise<S3Sdk> {
+  try {
+    return await import('@aws-sdk/client-s3');
+  } catch (err) {
     sdk = null; // installed later in a long-lived process: try again next time
     throw isMissing(err, '@aws-sdk/client-s3') ? missing('@aws-sdk/client-s3', 'A store (option `store`, UPLOAD_SYNC_STORE)', err) : err;
-  });
-  return sdk;
+  }
 }
 
 /**
@@ -44,9 +56,15 @@ export function loadS3Sdk(): Promise<S3Sdk> {
  * @throws UploadSyncError `ERR_CONFIG` saying what to `npm install` when it is not installed.
  */
 export function loadPresigner(): Promise<Presigner> {
-  presigner ??= import('@aws-sdk/s3-request-presigner').catch((err: unknown) => {
+  presigner ??= importPresigner();
+  return presigner;
+}
+
+async function importPresigner(): Promise<Presigner> {
+  try {
+    return await import('@aws-sdk/s3-request-presigner');
+  } catch (err) {
     presigner = null;
     throw isMissing(err, '@aws-sdk/s3-request-presigner') ? missing('@aws-sdk/s3-request-presigner', 'Presigned URLs (delivery `redirect`)', err) : err;
-  });
-  return presigner;
+  }
 }
