@@ -146,6 +146,8 @@ export async function buildExample(
   must: ReturnType<typeof commands>['must'],
   /** More dependencies of the app, as in package.json (the store's AWS SDK, say). */
   dependencies: Record<string, string> = {},
+  /** Dependencies of the example left out (an app without the optional AWS SDK, say). */
+  drop: readonly string[] = [],
 ): Promise<{ app: string; standalone: string }> {
   const app = join(work, 'app');
   const pack = join(work, 'pack');
@@ -156,6 +158,7 @@ export async function buildExample(
   const pkgPath = join(app, 'package.json');
   const pkg = JSON.parse(await readFile(pkgPath, 'utf8')) as { dependencies: Record<string, string> };
   Object.assign(pkg.dependencies, dependencies, { 'upload-sync': `file:${tarball}` });
+  for (const name of drop) delete pkg.dependencies[name];
   await writeFile(pkgPath, JSON.stringify(pkg, null, 2));
   await must('npm install', 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], app, 6 * MINUTES);
   await must('build', 'npm', ['run', 'build'], app, 6 * MINUTES);
