@@ -388,7 +388,9 @@ d('saveUpload and saveMultipart with a store, against a real Ceph RGW', () => {
     expect([small.size, large.size]).toEqual([100 * MiB, 1024 * MiB]);
     expect(large.etag).toMatch(new RegExp(`-${Math.ceil((1024 * MiB) / PART)}"$`));
     process.stderr.write(`save-store: peak RSS ${(small.peak / MiB).toFixed(1)} MiB for 100 MiB, ${(large.peak / MiB).toFixed(1)} MiB for 1 GiB (${(large.before / MiB).toFixed(1)} before)\n`);
-    // 924 MiB more bytes; the peak may differ by GC timing, never by a share of the file.
-    expect(Math.abs(large.peak - small.peak)).toBeLessThan(3 * PART);
+    // 924 MiB more bytes; the peaks differ by GC timing only (V8 frees a request's spent chunks
+    // once ~32 MB of them pile up: 107 vs 118 MiB seen), never by a share of the file (every chunk
+    // kept: 179 vs 1110 MiB).
+    expect(Math.abs(large.peak - small.peak)).toBeLessThan(6 * PART);
   }, 120_000);
 });
