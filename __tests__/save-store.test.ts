@@ -194,6 +194,12 @@ d('saveUpload and saveMultipart with a store, against a real Ceph RGW', () => {
     expect((await failure(saving)).code).toBe('ERR_ABORTED');
     expect(await keys()).toEqual([]);
     expect(await pendingUploads()).toEqual([]);
+
+    // Aborted before the call: nothing read, nothing sent.
+    sent = [];
+    const early = patternStream(1000);
+    expect((await failure(saveUpload(early.stream, opts({ originalName: 'c.mp3', signal: AbortSignal.abort() })))).code).toBe('ERR_ABORTED');
+    expect([early.state.pulled, sent]).toEqual([0, []]);
   });
 
   test('an answer lost after the server stored the object (PutObject, CompleteMultipartUpload): ERR_STORE, and the object of a random name is deleted; a chosen name is left', async () => {

@@ -11,7 +11,7 @@ import { sharedStore } from '../store/shared-store.js';
 import type { S3Store } from '../store/s3-store.js';
 import type { StoreTuning } from '../store/types.js';
 import { contentTypeOf } from './mime.js';
-import { tooLarge } from './writer.js';
+import { aborted } from './writer.js';
 
 /**
  * Parts of the uploads saved into a bucket: 5 MiB (S3's smallest), one at a time: a part is read,
@@ -59,6 +59,7 @@ export function uploadStore(config: StoreConfig): Promise<S3Store> {
  */
 export async function putUpload(store: S3Store, rel: string, chunks: AsyncIterable<Uint8Array>, o: PutUploadOptions): Promise<Stored> {
   const uri = `s3://${store.bucket}/${store.key(rel)}`;
+  if (o.signal?.aborted === true) throw aborted(uri);
   if (!o.overwrite && !o.owned && (await store.head(rel, { signal: o.signal })) !== null) throw existsIn(rel, uri);
   try {
     const r = await store.put(rel, bytesOnly(chunks), {
@@ -73,7 +74,6 @@ export async function putUpload(store: S3Store, rel: string, chunks: AsyncIterab
     if (err instanceof UploadSyncError && err.code === 'ERR_EXISTS') throw existsIn(rel, uri);
     // Over the limit or a bad chunk: the body never completed, so no object can exist.
     if (o.owned && !(err instanceof UploadSyncError && (err.code === 'ERR_TOO_LARGE' || err.code === 'ERR_CONFIG'))) await removeStored(store, [{ rel }]);
-    if (err instanceof UploadSyncError && err.code === 'ERR_TOO_LARGE') throw tooLarge(o.maxBytes);
     throw err;
   }
 }
