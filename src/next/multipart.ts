@@ -3,17 +3,15 @@
  * whole body in memory (`request.formData()` holds it all, about 3x its size in RSS). The parser
  * is @fastify/busboy, loaded on the first call only: the route and `saveUpload` never load it.
  */
-import { unlink } from 'node:fs/promises';
-import { join } from 'node:path';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { UploadSyncError, errorMessage } from '../shared/errors.js';
 import type { SaveMultipartOptions, SavedMultipart, SavedPart } from '../shared/options.js';
 import { syncUploads } from '../engine/sync.js';
 import { checkType, pickSyncOptions, prepareUpload, randomName, type UploadContext } from './save.js';
-import { aborted, alreadyExists, discard, exists, publishTemp, tooLarge, writeTemp, type Written } from './writer.js';
-import { putUpload, removeStored, uploadStore } from './store-save.js';
-import type { S3Store } from '../store/s3-store.js';
+import { aborted, tooLarge } from './writer.js';
+import { uploadStore } from './store-save.js';
+import { diskSink, storeSink, type Landed, type Sink } from './upload-sinks.js';
 
 const DEFAULTS = { maxFiles: 10, maxFields: 100, maxFieldBytes: 64 * 1024 };
 
@@ -97,75 +95,15 @@ export async function saveMultipart(request: MultipartRequest, options: SaveMult
   return { files, fields: written.fields, sync };
 }
 
-/** A file of the request where it landed: a temp file on disk, or its final object in the bucket. */
-interface Landed {
-  rel: string;
-  /** The final path on disk, or `s3://bucket/key`. */
-  path: string;
-  size: number;
-  etag?: string;
-  /** On disk: the temp file to publish. */
-  temp?: Written;
-}
-
 interface PartWritten extends Landed {
   field: string;
   originalName: string | undefined;
 }
 
 /**
- * Where a request's files go. On disk each file is written to a temp file and all are published
- * once the body has fully arrived and parsed; in a bucket each is written under its final key as it
- * arrives (a random name no one else knows yet) and the ones written are deleted if the request fails
- * (for a moment, a reader who guessed the name could have read it).
- */
-interface Sink {
-  write(chunks: Readable, fileName: string, rel: string, signal: AbortSignal): Promise<Landed>;
-  /** Every file arrived and the body parsed: make them visible, all or none. */
-  publish(landed: readonly Landed[]): Promise<void>;
-  /** The request failed: remove what it wrote. */
-  discard(landed: readonly Landed[]): Promise<void>;
-}
-
-function diskSink(ctx: UploadContext): Sink {
-  const temps = (landed: readonly Landed[]) => landed.flatMap((l) => (l.temp === undefined ? [] : [l.temp]));
-  return {
-    async write(chunks, fileName, rel, signal) {
-      const target = join(ctx.dir, fileName);
-      if (!ctx.overwrite && (await exists(target))) throw alreadyExists(rel, target);
-      const temp = await writeTemp(chunks, target, { maxBytes: ctx.maxBytes, signal, fsync: ctx.fsync });
-      return { rel, path: target, size: temp.size, temp };
-    },
-    async publish(landed) {
-      const published: Written[] = [];
-      try {
-        for (const l of landed) {
-          await publishTemp(l.temp!, { overwrite: ctx.overwrite, rel: l.rel, fsync: ctx.fsync });
-          published.push(l.temp!);
-        }
-      } catch (err) {
-        // All or nothing: a name taken meanwhile (a race on a given folder) undoes the files of this request.
-        await discard(temps(landed));
-        if (!ctx.overwrite) await Promise.all(published.map((w) => unlink(w.target).catch(() => undefined)));
-        throw err;
-      }
-    },
-    discard: (landed) => discard(temps(landed)),
-  };
-}
-
-function storeSink(ctx: UploadContext, store: S3Store): Sink {
-  return {
-    write: (chunks, _fileName, rel, signal) => putUpload(store, rel, chunks, { maxBytes: ctx.maxBytes, signal, overwrite: ctx.overwrite, owned: true }),
-    publish: async () => undefined,
-    // Its keys are random names of this request's own: deleting them removes nothing of anyone else's.
-    discard: (landed) => removeStored(store, landed),
-  };
-}
-
-/**
  * One request's parse: the body pumped into busboy by hand (bytes counted against `maxBytes`,
- * backpressure kept), each file part streamed by `writeTemp`. The first failure stops it all.
+ * backpressure kept), each file part streamed into the sink (a temp file, or the bucket). The first
+ * failure stops it all.
  */
 class MultipartJob {
   private readonly stop = new AbortController();
