@@ -26,7 +26,7 @@ export interface PathsConfig {
   readonly extensions: ReadonlySet<string> | null;
   readonly logFile: string | null;
   readonly logger: Logger | null;
-  /** The shared store in a bucket (`store`, `UPLOAD_SYNC_STORE`), `null` without one. Not used by any subsystem yet. */
+  /** The shared store in a bucket (`store`, `UPLOAD_SYNC_STORE`), `null` without one (or with `store: false`). */
   readonly store: StoreConfig | null;
 }
 

@@ -82,7 +82,8 @@ export interface CommonOptions {
    */
   lockTimeoutMs?: number;
   /**
-   * The shared store in an S3-compatible bucket (in progress: parsed and validated, not used yet).
+   * The shared store in an S3-compatible bucket: `saveUpload` and `saveMultipart` save into it,
+   * `createUploadsRoute` serves from it after the disk (push and pull: in progress).
    * `false`: none, even when `UPLOAD_SYNC_STORE` is set.
    * @default env `UPLOAD_SYNC_STORE`, else none
    */
