@@ -42,6 +42,9 @@ describe('store: s3:// URL or { bucket, prefix?, client? }', () => {
     const s = resolveStore('s3://other', { UPLOAD_SYNC_STORE: 's3://my-bucket', AWS_ENDPOINT_URL: 'http://a:1', AWS_ENDPOINT_URL_S3: 'https://s3.example.com' });
     expect(s).toMatchObject({ bucket: 'other', prefix: '', endpoint: 'https://s3.example.com', region: null, credentials: null, pathStyle: false });
     expect(resolveServeConfig({ root, store: 's3://opt-bucket/x' }, { UPLOAD_SYNC_STORE: 's3://env-bucket' }).store?.bucket).toBe('opt-bucket');
+    // `false`: no store, whatever the variable says (even a bad one).
+    expect(resolveServeConfig({ root, store: false }, { UPLOAD_SYNC_STORE: 's3://env-bucket' }).store).toBeNull();
+    expect(resolveStore(false, { UPLOAD_SYNC_STORE: 'not a url' })).toBeNull();
   });
 
   test('an object with the user\'s own client, kept as it is; a prefix taken literally (no decoding, no normalization)', () => {
