@@ -6,13 +6,16 @@
  * as the old route left them, one name in both with different content, nested folders), the old
  * scripts, the old log file. Real `rsync`, real `npm` (`pkg set`, `run build`, `npx`), the built
  * CLI; `next build` is a stand-in that makes `.next/standalone` anew (as the real one does, wiping
- * the mirror); `pm2` and the registry install of upload-sync are stubbed (the install links this
- * repository, so `node_modules/.bin/upload-sync` is `dist/cli.js`).
+ * the mirror); the registry install of upload-sync is stubbed (it links this repository, so
+ * `node_modules/.bin/upload-sync` is `dist/cli.js`). In the first layout `pm2` is the real one (a
+ * devDependency) with a private PM2_HOME: the old apps run before the move, and the user's
+ * ecosystem file is examples/pm2's with the web app renamed; in the second, `pm2` only records.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { chmod, readFile, utimes, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cleanEnv, exists, readTree, ROOT, run, tempProject, writeTree, type RunResult } from './helpers.js';
+import { cleanEnv, exists, readTree, ROOT, run, tempProject, waitFor, writeTree, type RunResult } from './helpers.js';
 
 /** The shell block of "The move, step by step", as the README shows it. */
 async function moveSteps(): Promise<string> {
@@ -29,6 +32,11 @@ async function moveSteps(): Promise<string> {
 const PROJECT = '/srv/oyagema';
 const LOG_DIR = '/var/log/oyagema';
 const BUILD_LINE = 'next build && upload-sync assets && upload-sync sync';
+/** PM2, a devDependency: the first layout runs the README's pm2 commands with it. */
+const PM2 = join(ROOT, 'node_modules', '.bin', 'pm2');
+const HAS_PM2 = existsSync(PM2);
+/** What the stand-in `next build` writes as the standalone server: a process that stays up under PM2. */
+const SERVER_JS = 'setInterval(() => {}, 1 << 30); // the standalone server\n';
 
 /** mulberry32: a small seeded generator, so a failure replays with the same tree. */
 function seeded(seed: number): () => number {
@@ -56,10 +64,12 @@ interface Layout {
   seed: number;
   kinds: Where[];
   conflict: boolean;
+  /** The README's pm2 commands run with the real PM2 (when it is installed), else recorded. */
+  realPm2: boolean;
 }
 const LAYOUTS: Layout[] = [
-  { title: 'uploads in both folders, some only in the mirror, one name with two contents', seed: 13, kinds: ['both', 'both', 'both', 'both-touched', 'source-only', 'mirror-only', 'mirror-only'], conflict: true },
-  { title: 'no public/uploads at all: the old route wrote every upload into the mirror', seed: 7, kinds: ['mirror-only'], conflict: false },
+  { title: 'uploads in both folders, some only in the mirror, one name with two contents', seed: 13, kinds: ['both', 'both', 'both', 'both-touched', 'source-only', 'mirror-only', 'mirror-only'], conflict: true, realPm2: HAS_PM2 },
+  { title: 'no public/uploads at all: the old route wrote every upload into the mirror', seed: 7, kinds: ['mirror-only'], conflict: false, realPm2: false },
 ];
 
 /** Generated uploads: names with spaces and accents, nested folders, empty and 1 MiB files, old dates. */
@@ -105,15 +115,21 @@ set -e
 [ "$1" = build ] || { echo "fake next: only 'next build'" >&2; exit 2; }
 rm -rf .next/standalone .next/static
 mkdir -p .next/standalone .next/static/chunks
-echo 'require("next")' > .next/standalone/server.js
+echo 'setInterval(() => {}, 1 << 30); // the standalone server' > .next/standalone/server.js
 echo "chunk $$" > .next/static/chunks/app.js
 `;
 const OLD_LOG = '[2026-10-01 03:00:01] INFO: Starting upload sync\n[2026-10-01 03:00:02] INFO: Upload sync completed\n';
 
-/** Runs `script` with bash: stops at the first failing step, pm2 recorded, the install of upload-sync a link to this repository. */
-function bash(root: string, script: string): Promise<RunResult> {
+/** A private PM2 for one project: its own PM2_HOME, and a bin folder that puts `pm2` on PATH. */
+interface PrivatePm2 {
+  home: string;
+  bin: string;
+}
+
+/** Runs `script` with bash: stops at the first failing step; pm2 real (`pm2Of`) or recorded; the install of upload-sync a link to this repository. */
+function bash(root: string, script: string, pm2Of?: PrivatePm2): Promise<RunResult> {
   const prelude = `set -euo pipefail
-pm2() { printf '%s\\n' "$*" >> "$PM2_CALLS"; }
+[ -n "\${PM2_HOME:-}" ] || pm2() { printf '%s\\n' "$*" >> "$PM2_CALLS"; }
 npm() {
   if [ "$1" = install ] && [ "$2" = upload-sync ]; then
     mkdir -p node_modules/.bin
@@ -124,7 +140,8 @@ npm() {
   fi
 }
 `;
-  const env = Object.fromEntries(Object.entries(cleanEnv()).filter(([k]) => !/^npm_/i.test(k)));
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(cleanEnv()).filter(([k]) => !/^(npm_|PM2_)/i.test(k)));
+  if (pm2Of !== undefined) Object.assign(env, { PM2_HOME: pm2Of.home, PATH: `${pm2Of.bin}:${env.PATH}` });
   Object.assign(env, {
     PM2_CALLS: join(root, 'pm2-calls.txt'),
     UPLOAD_SYNC_PACKAGE: ROOT,
@@ -136,6 +153,53 @@ npm() {
   return run('bash', ['-c', prelude + script], { cwd: root, env, timeoutMs: 50_000 });
 }
 
+/** `pm2 <args>` with the private PM2; throws with its output when it fails. */
+async function pm2Run(root: string, pm2Of: PrivatePm2, args: string[]): Promise<string> {
+  const r = await run(PM2, args, { cwd: root, env: cleanEnv({ PM2_HOME: pm2Of.home }), timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`pm2 ${args.join(' ')} exited ${r.code}: ${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+interface Pm2App {
+  name: string;
+  pm2_env: { status: string; pm_exec_path: string; node_args?: string[]; env?: Record<string, string> };
+}
+async function pm2Apps(root: string, pm2Of: PrivatePm2): Promise<Pm2App[]> {
+  // PM2 may print lines of its own before the JSON: the JSON is the last line.
+  return JSON.parse((await pm2Run(root, pm2Of, ['jlist'])).trimEnd().split('\n').pop()!) as Pm2App[];
+}
+
+/**
+ * The old deployment under a private PM2: the web app in cluster mode, the old watcher and the
+ * daily cleanup app (stand-ins that stay up: the old watcher's chokidar is not installed here).
+ * Then what the README's step 2 leaves to the user's hands: examples/pm2's ecosystem file beside
+ * package.json, its `web` app renamed to the user's, the log file in both apps' env.
+ */
+async function oldPm2(root: string, logFile: string): Promise<PrivatePm2> {
+  const pm2Of = { home: join(root, 'pm2-home'), bin: join(root, 'pm2-bin') };
+  await mkdir(pm2Of.bin, { recursive: true });
+  await symlink(PM2, join(pm2Of.bin, 'pm2'));
+  await writeFile(join(root, 'old-app.js'), 'setInterval(() => {}, 1 << 30);\n');
+  await pm2Run(root, pm2Of, ['start', '.next/standalone/server.js', '--name', 'oyagema', '-i', '2']);
+  await pm2Run(root, pm2Of, ['start', 'old-app.js', '--name', 'upload-watcher']);
+  await pm2Run(root, pm2Of, ['start', 'old-app.js', '--name', 'upload-cleanup', '--cron-restart', '0 3 * * *']);
+
+  const example = join(ROOT, 'examples', 'pm2');
+  for (const name of ['ecosystem.config.cjs', 'upload-watcher.mjs', 'graceful-http.cjs']) await copyFile(join(example, name), join(root, name));
+  let ecosystem = await readFile(join(root, 'ecosystem.config.cjs'), 'utf8');
+  const edits: Array<[string, string]> = [
+    ["name: 'web'", "name: 'oyagema'"],
+    ["instances: 'max'", 'instances: 2'],
+    ["PORT: '3000',", `PORT: '3000', UPLOAD_SYNC_LOG_FILE: ${JSON.stringify(logFile)},`],
+    ["// UPLOAD_SYNC_LOG_FILE: 'logs/upload-sync.log',", `UPLOAD_SYNC_LOG_FILE: ${JSON.stringify(logFile)},`],
+  ];
+  for (const [from, to] of edits) {
+    if (!ecosystem.includes(from)) throw new Error(`examples/pm2/ecosystem.config.cjs no longer has ${from}: update this test`);
+    ecosystem = ecosystem.replace(from, to);
+  }
+  await writeFile(join(root, 'ecosystem.config.cjs'), ecosystem);
+  return pm2Of;
+}
+
 /** What `rsync -a --delete` would still change in the mirror: nothing when it equals the source. Folder mtimes are left out (not kept, README "The mirror, compared with rsync -a"). */
 async function mirrorDrift(root: string): Promise<string> {
   const r = await run('rsync', ['-ani', '--omit-dir-times', '--delete', 'public/uploads/', '.next/standalone/public/uploads/'], { cwd: root });
@@ -145,15 +209,19 @@ async function mirrorDrift(root: string): Promise<string> {
 }
 
 describe.each(LAYOUTS)('the move from the old scripts, as the README writes it: $title', (layout) => {
-  const p = tempProject('upload-sync-move-');
+  let p: ReturnType<typeof tempProject>;
   const uploads = generateUploads(layout);
   const latin1 = (b: Buffer) => b.toString('latin1');
   /** Every upload that existed in either folder, with the content public/uploads must hold after the move. */
   const expected: Record<string, string> = {};
   let steps = '';
   let moved: RunResult;
+  let pm2Of: PrivatePm2 | undefined;
+  let logFile = '';
 
   beforeAll(async () => {
+    p = tempProject('upload-sync-move-');
+    logFile = join(p.root, 'var/log/oyagema/sync-uploads.log');
     steps = await moveSteps();
     for (const fixed of [`cd ${PROJECT}`, LOG_DIR]) {
       if (!steps.includes(fixed)) throw new Error(`The README's move no longer has "${fixed}": update this test's paths`);
@@ -166,7 +234,7 @@ describe.each(LAYOUTS)('the move from the old scripts, as the README writes it: 
       'upload-watcher.js': OLD_WATCHER,
       'public/favicon.ico': 'ico',
       '.next/static/chunks/old.js': 'old chunk',
-      '.next/standalone/server.js': 'old server',
+      '.next/standalone/server.js': 'setInterval(() => {}, 1 << 30); // the old build\n',
       'var/log/oyagema/sync-uploads.log': OLD_LOG,
     });
     await chmod(join(p.root, 'node_modules/.bin/next'), 0o755);
@@ -191,10 +259,17 @@ describe.each(LAYOUTS)('the move from the old scripts, as the README writes it: 
     for (const w of layout.kinds) expect(uploads.some((u) => u.where === w)).toBe(true);
     expect(await exists(p.source)).toBe(layout.kinds.some((w) => w !== 'mirror-only'));
 
+    if (layout.realPm2) pm2Of = await oldPm2(p.root, logFile);
+
     const script = steps.replaceAll(`cd ${PROJECT}`, `cd '${p.root}'`).replaceAll(LOG_DIR, join(p.root, 'var/log/oyagema'));
-    moved = await bash(p.root, `set -x\n${script}`);
-  }, 60_000);
-  afterAll(() => p.cleanup());
+    expect(script).toContain(logFile);
+    moved = await bash(p.root, `set -x\n${script}`, pm2Of);
+  }, 90_000);
+  afterAll(async () => {
+    // Always: the private daemon and its apps go, whatever happened above.
+    if (pm2Of !== undefined) await run(PM2, ['kill'], { cwd: p.root, env: cleanEnv({ PM2_HOME: pm2Of.home }), timeoutMs: 30_000 }).catch(() => undefined);
+    await p?.cleanup();
+  }, 40_000);
 
   test('every step runs (exit 0)', () => {
     if (moved.code !== 0) throw new Error(`the README's move failed (exit ${moved.code}):\n${moved.stderr}\n${moved.stdout}`);
@@ -219,7 +294,7 @@ describe.each(LAYOUTS)('the move from the old scripts, as the README writes it: 
 
   test('the build ran the new build line: the mirror equals the source (rsync -a --delete would change nothing)', async () => {
     expect(JSON.parse(await readFile(join(p.root, 'package.json'), 'utf8')).scripts.build).toBe(BUILD_LINE);
-    expect(await readFile(join(p.root, '.next/standalone/server.js'), 'utf8')).toBe('require("next")\n');
+    expect(await readFile(join(p.root, '.next/standalone/server.js'), 'utf8')).toBe(SERVER_JS);
     expect(await exists(join(p.root, '.next/standalone/.next/static/chunks/app.js'))).toBe(true); // upload-sync assets
     expect(await readFile(join(p.root, '.next/standalone/public/favicon.ico'), 'utf8')).toBe('ico');
     expect(await mirrorDrift(p.root)).toBe('');
@@ -233,10 +308,25 @@ describe.each(LAYOUTS)('the move from the old scripts, as the README writes it: 
     expect(await readFile(join(p.root, 'app/uploads/[...path]/route.ts'), 'utf8')).toBe(shown);
   });
 
+  if (layout.realPm2) test('PM2 runs the new apps only: the web app (with the ecosystem\'s settings) and the new watcher; the old ones are gone, also from the saved list', async () => {
+    const apps = await pm2Apps(p.root, pm2Of!);
+    expect(apps.map((a) => `${a.name} ${a.pm2_env.status}`).sort()).toEqual(['oyagema online', 'oyagema online', 'upload-watcher online']);
+    const watcher = apps.find((a) => a.name === 'upload-watcher')!;
+    expect(watcher.pm2_env.pm_exec_path).toBe(join(p.root, 'upload-watcher.mjs'));
+    for (const web of apps.filter((a) => a.name === 'oyagema')) {
+      expect(web.pm2_env.node_args?.join(' ')).toMatch(/graceful-http\.cjs/); // the new ecosystem file, not the old start
+      expect(web.pm2_env.env?.UPLOAD_SYNC_LOG_FILE).toBe(logFile);
+    }
+    const saved = JSON.parse(await readFile(join(pm2Of!.home, 'dump.pm2'), 'utf8')) as Array<{ name: string }>;
+    expect(saved.map((a) => a.name).sort()).toEqual(['oyagema', 'oyagema', 'upload-watcher']);
+  });
+
   test('the old scripts are gone, the old PM2 apps deleted, the log file kept and appended in its format', async () => {
     for (const old of ['scripts/sync-uploads.sh', 'scripts/sync-uploads-production.sh', 'upload-watcher.js']) expect(await exists(join(p.root, old))).toBe(false);
-    const pm2 = (await readFile(join(p.root, 'pm2-calls.txt'), 'utf8')).split('\n');
-    expect(pm2).toContain('delete upload-watcher upload-cleanup');
+    if (pm2Of === undefined) {
+      const pm2 = (await readFile(join(p.root, 'pm2-calls.txt'), 'utf8')).split('\n');
+      expect(pm2).toContain('delete upload-watcher upload-cleanup');
+    }
     const log = await readFile(join(p.root, 'var/log/oyagema/sync-uploads.log'), 'utf8');
     expect(log.startsWith(OLD_LOG)).toBe(true);
     const added = log.slice(OLD_LOG.length).trimEnd().split('\n');
@@ -247,13 +337,17 @@ describe.each(LAYOUTS)('the move from the old scripts, as the README writes it: 
 
   test('a rebuild (next build wipes .next/standalone) serves every upload again, a new one included; check exits 0', async () => {
     await writeTree(p.source, { 'singles/after the move.mp3': 'saved by the new route' });
-    const rebuilt = await bash(p.root, 'npm run build');
+    if (pm2Of !== undefined) {
+      // The watcher under PM2 mirrors it; waited for, so that no copy of its own runs during the rebuild.
+      await waitFor(() => exists(join(p.dest, 'singles/after the move.mp3')), { message: 'the watcher under PM2 to mirror a new upload' });
+    }
+    const rebuilt = await bash(p.root, 'npm run build', pm2Of);
     if (rebuilt.code !== 0) throw new Error(`npm run build failed (exit ${rebuilt.code}):\n${rebuilt.stderr}`);
-    expect(await readFile(join(p.root, '.next/standalone/server.js'), 'utf8')).toBe('require("next")\n');
+    expect(await readFile(join(p.root, '.next/standalone/server.js'), 'utf8')).toBe(SERVER_JS);
     expect(await mirrorDrift(p.root)).toBe('');
     expect(await readTree(p.dest)).toEqual({ ...expected, 'singles/after the move.mp3': 'saved by the new route' });
 
-    const check = await bash(p.root, 'npx upload-sync check --strict --json');
+    const check = await bash(p.root, 'npx upload-sync check --strict --json', pm2Of);
     expect(check.stderr).toBe('');
     expect(check.code).toBe(0);
     const result = JSON.parse(check.stdout);
