@@ -340,6 +340,8 @@ describe.each(LAYOUTS)('the move from the old scripts, as the README writes it: 
     if (pm2Of !== undefined) {
       // The watcher under PM2 mirrors it; waited for, so that no copy of its own runs during the rebuild.
       await waitFor(() => exists(join(p.dest, 'singles/after the move.mp3')), { message: 'the watcher under PM2 to mirror a new upload' });
+      // ... and says so in the old log file, set in its env by the ecosystem file.
+      await waitFor(async () => (await readFile(logFile, 'utf8')).includes('INFO: Copied singles/after the move.mp3'), { message: "the watcher's line in the log file" });
     }
     const rebuilt = await bash(p.root, 'npm run build', pm2Of);
     if (rebuilt.code !== 0) throw new Error(`npm run build failed (exit ${rebuilt.code}):\n${rebuilt.stderr}`);
