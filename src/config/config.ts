@@ -11,8 +11,8 @@ import {
   envVar, fail, isSyncEnabled, option, parseBoolean, parseExtensions, parseInteger, parseMode, parseNonNegative,
   parsePath, parseStrategy, readEnv, type Env, type Origin,
 } from './parse.js';
-import { checkFolders, checkLockDir, resolveRoot } from './paths.js';
-import { resolveStore, type StoreConfig } from './store.js';
+import { checkDestFolder, checkFolders, checkLockDir, resolveRoot } from './paths.js';
+import { isBucketValue, resolveBucket, resolveStore, storeUrl, type StoreConfig } from './store.js';
 
 export type { Env } from './parse.js';
 export type { StoreConfig } from './store.js';
@@ -43,8 +43,20 @@ export interface RunConfig extends PathsConfig {
   readonly lockTimeoutMs: number;
 }
 
+/**
+ * A sync whose `dest` is a bucket (a push: the uploads folder into the bucket) or whose `source` is
+ * one (a pull: the bucket into a local folder). That side's path in the config is then the bucket's
+ * URL, `s3://bucket/prefix`, for logs and results.
+ */
+export interface BucketEnd {
+  readonly side: 'source' | 'dest';
+  readonly store: StoreConfig;
+}
+
 /** What `syncUploads` reads. */
 export interface SyncConfig extends RunConfig {
+  /** `source` or `dest` is a bucket (`s3://…` or `{ bucket, prefix?, client? }`); `null`: two local folders. */
+  readonly bucket: BucketEnd | null;
   readonly strategy: Strategy;
   readonly delete: boolean;
   readonly fileMode: number | null;
@@ -85,6 +97,8 @@ export const DEFAULT_LOCK_DIR_NAME = 'upload-sync-locks';
 export const DEFAULTS = Object.freeze({
   strategy: 'copy' as Strategy,
   concurrency: 4,
+  /** Requests to a bucket at once (HEADs of the quick check, PUTs, GETs): they wait on the network, not the disk. */
+  bucketConcurrency: 16,
   lockTimeoutMs: 30_000,
   stableMs: 1000,
   debounceMs: 200,
@@ -123,11 +137,33 @@ class Settings {
 const int = (opts?: Parameters<typeof parseInteger>[2]) => (v: unknown, o: Origin) => parseInteger(v, o, opts);
 const ms = int({ unit: ' of milliseconds' });
 
-function pathsOf(s: Settings): PathsConfig {
+/**
+ * The bucket that `source` or `dest` names (`s3://…`, or `{ bucket, prefix?, client? }` as an
+ * option), for the subsystems that take one (sync, watcher); elsewhere a bucket there is `ERR_CONFIG`.
+ */
+function bucketOf(s: Settings, allowed: boolean): BucketEnd | null {
+  let found: BucketEnd | null = null;
+  for (const [side, variable] of [['source', 'UPLOAD_SYNC_SOURCE'], ['dest', 'UPLOAD_SYNC_DEST']] as const) {
+    const given = s.option(side);
+    const fromEnv = given === undefined && isBucketValue(s.env[variable] ?? '');
+    if (!(given !== undefined ? isBucketValue(given) : fromEnv)) continue;
+    const origin = given !== undefined ? option(side) : envVar(variable);
+    if (!allowed) fail(origin, 'a folder (a bucket as source or dest is for syncUploads, createWatcher and `upload-sync sync`; the route and saveUpload reach a bucket through `store`)', given ?? s.env[variable]);
+    if (found !== null) fail(origin, 'a folder: source and dest cannot both be buckets (push from a folder, or pull into one)', given ?? s.env[variable]);
+    found = { side, store: resolveBucket(given, s.env, side, given === undefined ? variable : null)! };
+  }
+  return found;
+}
+
+function pathsOf(s: Settings, buckets = false): PathsConfig & { bucket: BucketEnd | null } {
   const root = resolveRoot(process.cwd(), s.path('root', 'UPLOAD_SYNC_ROOT'));
-  const source = resolve(root, s.path('source', 'UPLOAD_SYNC_SOURCE') ?? join('public', 'uploads'));
-  const dest = resolve(root, s.path('dest', 'UPLOAD_SYNC_DEST') ?? join('.next', 'standalone', 'public', 'uploads'));
-  checkFolders(source, dest);
+  const bucket = bucketOf(s, buckets);
+  const local = (side: 'source' | 'dest', variable: string, dflt: string) =>
+    bucket?.side === side ? storeUrl(bucket.store) : resolve(root, s.path(side, variable) ?? dflt);
+  const source = local('source', 'UPLOAD_SYNC_SOURCE', join('public', 'uploads'));
+  const dest = local('dest', 'UPLOAD_SYNC_DEST', join('.next', 'standalone', 'public', 'uploads'));
+  if (bucket === null) checkFolders(source, dest);
+  else if (bucket.side === 'source') checkDestFolder(dest);
   const logOption = s.option('logFile');
   let logFile: string | null = null;
   if (logOption === false) logFile = null;
@@ -140,13 +176,15 @@ function pathsOf(s: Settings): PathsConfig {
     fail(option('logger'), 'an object with info, warn and error functions', logger);
   }
   const store = resolveStore(s.option('store'), s.env);
-  return { root, source, dest, extensions: s.get('extensions', 'UPLOAD_SYNC_EXTENSIONS', parseExtensions, null), logFile, logger, store };
+  return { root, source, dest, extensions: s.get('extensions', 'UPLOAD_SYNC_EXTENSIONS', parseExtensions, null), logFile, logger, store, bucket };
 }
 
-function runOf(s: Settings): RunConfig {
-  const paths = pathsOf(s);
+function runOf(s: Settings, buckets = false): RunConfig & { bucket: BucketEnd | null } {
+  const paths = pathsOf(s, buckets);
   const lockDir = resolve(paths.root, s.path('lockDir', 'UPLOAD_SYNC_LOCK_DIR') ?? join(tmpdir(), DEFAULT_LOCK_DIR_NAME));
-  checkLockDir(paths.source, paths.dest, lockDir);
+  // A bucket side has no folder to keep the lock out of: the local side is checked twice.
+  const local = paths.bucket?.side === 'source' ? paths.dest : paths.source;
+  checkLockDir(paths.bucket === null ? paths.source : local, paths.bucket === null ? paths.dest : local, lockDir);
   return {
     ...paths,
     enabled: isSyncEnabled(s.env),
@@ -158,13 +196,14 @@ function runOf(s: Settings): RunConfig {
 }
 
 function syncOf(s: Settings): SyncConfig {
+  const run = runOf(s, true);
   return {
-    ...runOf(s),
+    ...run,
     strategy: s.get('strategy', 'UPLOAD_SYNC_STRATEGY', parseStrategy, DEFAULTS.strategy),
     delete: s.get('delete', 'UPLOAD_SYNC_DELETE', parseBoolean, false),
     fileMode: s.get('fileMode', 'UPLOAD_SYNC_FILE_MODE', parseMode, null),
     dirMode: s.get('dirMode', 'UPLOAD_SYNC_DIR_MODE', parseMode, null),
-    concurrency: s.get('concurrency', undefined, int({ min: 1, max: 256 }), DEFAULTS.concurrency),
+    concurrency: s.get('concurrency', undefined, int({ min: 1, max: 256 }), run.bucket === null ? DEFAULTS.concurrency : DEFAULTS.bucketConcurrency),
     fsync: s.get('fsync', 'UPLOAD_SYNC_FSYNC', parseBoolean, false),
   };
 }
@@ -192,7 +231,8 @@ function cleanupOf(s: Settings): Omit<CleanupConfig, keyof RunConfig> {
  * @throws UploadSyncError `ERR_CONFIG`
  */
 export function resolveServeConfig(options: UploadSyncOptions = {}, env: Env = process.env): ServeConfig {
-  return Object.freeze(pathsOf(new Settings(options, env)));
+  const { bucket: _none, ...paths } = pathsOf(new Settings(options, env));
+  return Object.freeze(paths);
 }
 
 /**
@@ -218,7 +258,8 @@ export function resolveWatchConfig(options: UploadSyncOptions = {}, env: Env = p
  */
 export function resolveCleanupConfig(options: UploadSyncOptions = {}, env: Env = process.env): CleanupConfig {
   const s = new Settings(options, env);
-  return Object.freeze({ ...runOf(s), ...cleanupOf(s) });
+  const { bucket: _none, ...run } = runOf(s);
+  return Object.freeze({ ...run, ...cleanupOf(s) });
 }
 
 /**

@@ -43,12 +43,18 @@ const refuse = (message: string): never => {
 /** Refuses a source and dest that would overwrite or delete each other, or a dest that is no mirror folder. */
 export function checkFolders(source: string, dest: string): void {
   const [src, dst] = [canonical(source), canonical(dest)];
-  if (parse(dst).root === dst) refuse(`Refusing to use a filesystem root as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
-  const home = canonical(homedir());
-  if (dst === home) refuse(`Refusing to use the home folder as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
+  checkDestFolder(dest);
   if (src === dst) refuse(`Refusing to sync: source and dest are the same folder (${source})`);
   if (isInside(dst, src)) refuse(`Refusing to sync: dest (${dest}) is inside source (${source}); it would copy itself`);
   if (isInside(src, dst)) refuse(`Refusing to sync: source (${source}) is inside dest (${dest}); deletions would reach it`);
+}
+
+/** Refuses a dest that is no mirror folder: a filesystem root, the home folder (a pull's dest is checked alone: its source is a bucket). */
+export function checkDestFolder(dest: string): void {
+  const dst = canonical(dest);
+  if (parse(dst).root === dst) refuse(`Refusing to use a filesystem root as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
+  const home = canonical(homedir());
+  if (dst === home) refuse(`Refusing to use the home folder as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
 }
 
 /** Refuses a lock folder inside the public folders (anyone could read or break the lock there). */

@@ -86,28 +86,49 @@ function isClient(value: unknown): value is S3ClientLike {
  */
 export function resolveStore(value: StoreOption | false | undefined, env: Env): StoreConfig | null {
   if (value === false) return null;
+  return resolveBucket(value, env, 'store', 'UPLOAD_SYNC_STORE');
+}
+
+/** Whether an option or variable value names a bucket (`s3://…`, or `{ bucket, … }`) rather than a folder. */
+export function isBucketValue(value: unknown): boolean {
+  if (typeof value === 'string') return /^s3:\/\//i.test(value.trim());
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `s3://bucket/prefix` of a resolved store: its name in logs, results and lock names. */
+export function storeUrl(store: Pick<StoreConfig, 'bucket' | 'prefix'>): string {
+  return `s3://${store.bucket}${store.prefix === '' ? '' : `/${store.prefix}`}`;
+}
+
+/**
+ * A bucket given as the option `name` (an s3:// URL or `{ bucket, prefix?, client? }`), else as the
+ * variable `variable` (an s3:// URL), with the AWS variables of `env`: the `store` option, and a
+ * sync's `source` or `dest` when it is a bucket. Errors name the option or variable.
+ * @returns `null` when neither is set.
+ */
+export function resolveBucket(value: unknown, env: Env, name: string, variable: string | null): StoreConfig | null {
   let origin: Origin;
   let parsed: { bucket: string; prefix: string; client: S3ClientLike | null };
   if (value !== undefined) {
-    origin = option('store');
+    origin = option(name);
     if (typeof value === 'string') {
       parsed = { ...parseStoreUrl(value, origin), client: null };
     } else if (typeof value === 'object' && value !== null) {
       const { bucket, prefix, client } = value as { bucket?: unknown; prefix?: unknown; client?: unknown };
-      if (prefix !== undefined && typeof prefix !== 'string') fail(option('store.prefix'), 'a string', prefix);
-      if (client !== undefined && !isClient(client)) fail(option('store.client'), 'an S3Client (an object with a send method)', client);
+      if (prefix !== undefined && typeof prefix !== 'string') fail(option(`${name}.prefix`), 'a string', prefix);
+      if (client !== undefined && !isClient(client)) fail(option(`${name}.client`), 'an S3Client (an object with a send method)', client);
       parsed = {
-        bucket: parseBucket(bucket, option('store.bucket'), bucket),
-        prefix: parsePrefix((prefix as string | undefined) ?? '', option('store.prefix'), prefix),
+        bucket: parseBucket(bucket, option(`${name}.bucket`), bucket),
+        prefix: parsePrefix((prefix as string | undefined) ?? '', option(`${name}.prefix`), prefix),
         client: (client as S3ClientLike | undefined) ?? null,
       };
     } else {
       return fail(origin, 'an s3:// URL or { bucket, prefix?, client? }', value);
     }
   } else {
-    const raw = readEnv(env, 'UPLOAD_SYNC_STORE');
+    const raw = variable === null ? undefined : readEnv(env, variable);
     if (raw === undefined) return null;
-    origin = envVar('UPLOAD_SYNC_STORE');
+    origin = envVar(variable!);
     parsed = { ...parseStoreUrl(raw, origin), client: null };
   }
   return Object.freeze({ ...parsed, ...clientSettings(env) });

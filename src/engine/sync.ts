@@ -131,7 +131,9 @@ function schedule(config: SyncConfig, files: unknown[] | null, signal: AbortSign
   // Keyed by dest's real path: two spellings of one folder share a queue (as they share the lock).
   // Full and targeted runs have a queue each: an upload's sync never waits behind a full run (which
   // takes minutes on a fresh mirror); targeted runs take no lock (run.ts says why that is safe).
-  const queueKey = `${files === null ? 'full' : 'files'}:${canonical(config.dest)}`;
+  // A push is keyed by its bucket and prefix (dest is the bucket's URL), a pull by the folder it writes.
+  const written = config.bucket?.side === 'dest' ? config.dest : canonical(config.dest);
+  const queueKey = `${files === null ? 'full' : 'files'}:${written}`;
   let queue = queues.get(queueKey);
   if (!queue) queues.set(queueKey, (queue = { running: false, waiting: [] }));
   const key = runKey(config);
@@ -139,7 +141,7 @@ function schedule(config: SyncConfig, files: unknown[] | null, signal: AbortSign
   // A caller with its own signal, logger or progress callback keeps its own run, so nothing crosses
   // callers; so does a run that leaves young files (a plain call must copy them, and it must not).
   const own = signal !== undefined || onProgress !== undefined || leave !== null;
-  if (last && last.key === key && last.config.logger === config.logger && last.deps === deps && last.signal === undefined && last.onProgress === undefined && last.leave === null && !own) {
+  if (last && last.key === key && last.config.logger === config.logger && last.config.bucket?.store.client === config.bucket?.store.client && last.deps === deps && last.signal === undefined && last.onProgress === undefined && last.leave === null && !own) {
     if (files !== null && last.files !== null) for (const f of files) last.files.add(f);
     return last.promise;
   }
@@ -150,11 +152,14 @@ function schedule(config: SyncConfig, files: unknown[] | null, signal: AbortSign
   return promise;
 }
 
+/** A run with a bucket at one end (src/bucket/), loaded on first use: a folder-to-folder app never loads it. */
+const runBucket: typeof runOnce = async (config, request) => (await import('../bucket/run.js')).runBucketOnce(config, request);
+
 async function drain(queueKey: string, queue: Queue): Promise<void> {
   queue.running = true;
   while (queue.waiting.length > 0) {
     const next = queue.waiting.shift()!;
-    const { result, young } = await runOnce(next.config, { files: next.files && [...next.files], signal: next.signal, onProgress: next.onProgress, newerThan: next.leave?.newerThan ?? null }, next.deps);
+    const { result, young } = await (next.config.bucket === null ? runOnce : runBucket)(next.config, { files: next.files && [...next.files], signal: next.signal, onProgress: next.onProgress, newerThan: next.leave?.newerThan ?? null }, next.deps);
     if (next.leave) for (const rel of young) next.leave.young.push(rel);
     next.resolve(result);
   }

@@ -6,12 +6,16 @@
  * - only a regular file is removed as a file, only an empty folder as a folder; symlinks never;
  * - the source is looked at again: a path it has now (a fresh upload) is not an orphan;
  * - `dryRun` counts what would go and touches nothing; `maxDelete` caps the files removed.
+ * The rules are delete-policy.ts's, shared with the bucket's guard (src/bucket/guard.ts); this is
+ * their mechanism on disk.
  */
-import { lstatSync, readdirSync, realpathSync, rmdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { isInside } from '../config/paths.js';
 import { UploadSyncError, errorCode } from './errors.js';
-import { isIgnoredName, matchesExtensions } from './filter.js';
+import { isIgnoredName } from './filter.js';
+import { DeleteBudget, checkInside, isManaged, sourceForbids, type Removal, type SourceCheck } from './delete-policy.js';
+
+export type { Removal, SourceCheck } from './delete-policy.js';
 
 export interface DeleteGuardOptions {
   source: string;
@@ -25,15 +29,6 @@ export interface DeleteGuardOptions {
   maxDelete: number;
 }
 
-/**
- * When the source forbids a deletion: `'exists'` when it has anything the sync would take under
- * that path (an orphan is only an orphan while the source lacks it); `'file'` only when it has a
- * file there (a swap: dest's file gives way to the source's folder); `'never'` (cleanup by age).
- */
-export type SourceCheck = 'exists' | 'file' | 'never';
-
-export type Removal = 'removed' | 'kept' | 'capped';
-
 /** A caller's own reasons to keep a file (cleanup: too young), and our temp files (which the filter never names). */
 export interface RemoveFileOptions {
   /** Called with the file's `Stats` just before removal: `false` keeps it. */
@@ -43,10 +38,16 @@ export interface RemoveFileOptions {
 }
 
 export class DeleteGuard {
-  /** Files removed (or that would be, in a dry run). */
-  count = 0;
+  private readonly budget: DeleteBudget;
 
-  constructor(private readonly o: DeleteGuardOptions) {}
+  constructor(private readonly o: DeleteGuardOptions) {
+    this.budget = new DeleteBudget(o.maxDelete);
+  }
+
+  /** Files removed (or that would be, in a dry run). */
+  get count(): number {
+    return this.budget.count;
+  }
 
   /**
    * Removes the file `rel` of dest if every rule allows it: `'removed'`; `'kept'` when a rule says
@@ -59,19 +60,19 @@ export class DeleteGuard {
     if (abs === null) return 'kept';
     const st = lstatSync(abs, { throwIfNoEntry: false });
     if (st === undefined || !st.isFile()) return 'kept'; // gone already, or a symlink or folder now
-    if (!options.anyName && !matchesExtensions(rel.slice(rel.lastIndexOf('/') + 1), this.o.extensions)) return 'kept';
-    if (this.sourceForbids(rel, check)) return 'kept';
+    if (!options.anyName && !isManaged(rel, this.o.extensions)) return 'kept';
+    if (sourceForbids(this.o.source, this.o.sourceReal, rel, check)) return 'kept';
     if (options.accept && !options.accept(st)) return 'kept';
-    if (this.count >= this.o.maxDelete) return 'capped';
+    if (!this.budget.take()) return 'capped';
     if (!this.o.dryRun) {
       try {
         unlinkSync(abs);
       } catch (err) {
+        this.budget.giveBack();
         if (errorCode(err) === 'ENOENT') return 'kept';
         throw err;
       }
     }
-    this.count++;
     this.removed = st;
     return 'removed';
   }
@@ -79,13 +80,16 @@ export class DeleteGuard {
   /** The `Stats` of the file the last `removeFile` removed (size and age, for the report). */
   removed: Stats | null = null;
 
-  /** Removes the folder `rel` of dest if it is empty and the source has no folder there: `true` when removed. */
-  removeEmptyFolder(rel: string): boolean {
+  /**
+   * Removes the folder `rel` of dest if it is empty and the source has no folder there (`check`:
+   * `'never'` for a pull, whose source is a bucket): `true` when removed.
+   */
+  removeEmptyFolder(rel: string, check: SourceCheck = 'exists'): boolean {
     const abs = this.destPath(rel);
     if (abs === null) return false;
     const st = lstatSync(abs, { throwIfNoEntry: false });
     if (st === undefined || !st.isDirectory()) return false;
-    if (this.sourceForbids(rel, 'exists')) return false;
+    if (sourceForbids(this.o.source, this.o.sourceReal, rel, check)) return false;
     if (this.o.dryRun) return readdirSync(abs).length === 0;
     try {
       rmdirSync(abs);
@@ -131,9 +135,7 @@ export class DeleteGuard {
    * or elsewhere in dest). `null` when that folder is gone.
    */
   private destPath(rel: string): string | null {
-    if (rel === '' || rel.split('/').some((part) => part === '' || part === '.' || part === '..')) {
-      throw new UploadSyncError('ERR_OUTSIDE', `Refusing to delete ${JSON.stringify(rel)}: not a path inside dest (and never dest itself)`, { path: rel });
-    }
+    checkInside(rel, 'dest');
     const abs = join(this.o.dest, rel);
     let parentReal: string;
     try {
@@ -148,33 +150,5 @@ export class DeleteGuard {
       throw new UploadSyncError('ERR_DEST_SYMLINK', `A folder on the way to ${rel} is a symlink (to ${parentReal}); nothing is removed through one`, { path: abs });
     }
     return abs;
-  }
-
-  /** Whether the source, looked at now and as the sync sees it (no symlinked folder followed), forbids the deletion. */
-  private sourceForbids(rel: string, check: SourceCheck): boolean {
-    if (check === 'never') return false;
-    const parts = rel.split('/');
-    let at = this.o.source;
-    for (let i = 0; i < parts.length - 1; i++) {
-      at = `${at}/${parts[i]}`;
-      const st = lstatSync(at, { throwIfNoEntry: false });
-      if (st === undefined || !st.isDirectory()) return false; // the sync cannot reach the path: it is gone
-    }
-    const st = lstatSync(`${at}/${parts[parts.length - 1]}`, { throwIfNoEntry: false });
-    if (st === undefined) return false;
-    if (st.isFile()) return true;
-    if (check === 'file') return false;
-    if (st.isDirectory()) return true;
-    if (st.isSymbolicLink()) return this.linksToFileInside(`${at}/${parts[parts.length - 1]}`);
-    return false; // a FIFO or socket: never synced
-  }
-
-  private linksToFileInside(abs: string): boolean {
-    try {
-      const target = realpathSync.native(abs);
-      return isInside(target, this.o.sourceReal) && statSync(target).isFile();
-    } catch {
-      return false;
-    }
   }
 }

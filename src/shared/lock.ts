@@ -33,9 +33,13 @@ export async function ensureLockDir(lockDir: string): Promise<void> {
 
 export type Release = () => Promise<void>;
 
-/** Named after dest's real path, so processes that reach one folder through different symlinks share a lock. */
+/**
+ * Named after dest's real path, so processes that reach one folder through different symlinks share
+ * a lock; a bucket (`s3://bucket/prefix`, a push's dest) after its URL as it is.
+ */
 export function lockPath(lockDir: string, dest: string): string {
-  return join(lockDir, `${createHash('sha256').update(canonical(dest)).digest('hex').slice(0, 16)}.lock`);
+  const id = dest.startsWith('s3://') ? dest : canonical(dest);
+  return join(lockDir, `${createHash('sha256').update(id).digest('hex').slice(0, 16)}.lock`);
 }
 
 /**

@@ -90,8 +90,27 @@ export interface CommonOptions {
   store?: StoreOption | false;
 }
 
+/** A bucket as an object: `{ bucket, prefix?, client? }`, as the `store` option takes it. */
+export type BucketObject = Exclude<StoreOption, string>;
+
 /** Options of `syncUploads`. */
-export interface SyncOptions extends CommonOptions {
+export interface SyncOptions extends Omit<CommonOptions, 'source' | 'dest'> {
+  /**
+   * The canonical uploads folder; or a bucket to pull from (`s3://bucket/prefix`, or
+   * `{ bucket, prefix?, client? }`): each object becomes a file of `dest`, written atomically, with
+   * its mtime from `x-amz-meta-mtime` (objects written by another tool, without it: their
+   * `LastModified`, to the second). The bucket's endpoint and credentials come as for `store`.
+   * @default env `UPLOAD_SYNC_SOURCE`, else `<root>/public/uploads`
+   */
+  source?: string | BucketObject;
+  /**
+   * The mirror inside the standalone output; or a bucket to push to (`s3://bucket/prefix`, or
+   * `{ bucket, prefix?, client? }`): each file becomes the object `prefix/path`, its mtime kept in
+   * `x-amz-meta-mtime`. The quick check is size plus that mtime (a HEAD only where sizes match).
+   * @default env `UPLOAD_SYNC_DEST`, else `<root>/.next/standalone/public/uploads`
+   * @example 's3://my-bucket/uploads'
+   */
+  dest?: string | BucketObject;
   /**
    * Targeted mode: sync only these paths (source-relative, or absolute inside source); no tree walk.
    * A folder syncs its whole subtree.
@@ -119,7 +138,7 @@ export interface SyncOptions extends CommonOptions {
    * @default env `UPLOAD_SYNC_DIR_MODE`, else the source folder's mode
    */
   dirMode?: number | string;
-  /** Files copied at once. @default 4 */
+  /** Files copied at once; with a bucket, requests at once (HEADs, PUTs, GETs). @default 4; 16 with a bucket */
   concurrency?: number;
   /**
    * fsync each published file before its rename into place, and its folder after: the mirror then
@@ -185,8 +204,8 @@ export interface CleanupOptions extends CommonOptions {
   signal?: AbortSignal;
 }
 
-/** Everything `resolveConfig` accepts. */
-export type UploadSyncOptions = SyncOptions & WatcherOptions & CleanupOptions;
+/** Everything `resolveConfig` accepts (a bucket as `source` or `dest` only where a sync or watcher reads it). */
+export type UploadSyncOptions = Omit<SyncOptions & WatcherOptions & CleanupOptions, 'source' | 'dest'> & Pick<SyncOptions, 'source' | 'dest'>;
 
 /** One file (or the run itself, `path: ''`) that could not be handled. */
 export interface SyncErrorEntry {
