@@ -37,6 +37,9 @@ export const COMMON_HELP = `Paths (default from the environment, see the README)
   --root DIR       project root (default: UPLOAD_SYNC_ROOT, else the cwd; <x>/.next/standalone means <x>)
   --source DIR     canonical uploads folder (default: <root>/public/uploads)
   --dest DIR       the mirror (default: <root>/.next/standalone/public/uploads)
+                   (sync and watch: --dest s3://bucket/prefix pushes into a bucket; sync:
+                   --source s3://bucket/prefix pulls one into --dest; endpoint and keys from
+                   AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
   -h, --help       this help`;
 
 export function pathOptions(values: Values): CommonOptions {
@@ -56,6 +59,7 @@ export function exitCodeOf(result: { status: string; errors: { code: string }[] 
 
 /** A path relative to the cwd when it is under it, else absolute. */
 export function showPath(p: string): string {
+  if (p.startsWith('s3://')) return p; // a bucket: its URL as given
   const rel = relative(process.cwd(), p);
   return rel.startsWith('..') || isAbsolute(rel) ? p : rel || '.';
 }

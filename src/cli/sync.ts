@@ -57,7 +57,9 @@ Examples:
   upload-sync sync --file albums/new-song.mp3
   upload-sync sync --delete --dry-run
   upload-sync sync --cleanup          # the old script's --cleanup, made safe
-  upload-sync sync --cleanup --all --older-than 90`,
+  upload-sync sync --cleanup --all --older-than 90
+  upload-sync sync --dest s3://my-bucket/uploads --delete      # push the uploads into a bucket
+  upload-sync sync --source s3://my-bucket/uploads --delete    # pull it into the mirror (at deploy)`,
   options: {
     ...PATH_OPTIONS,
     'dry-run': { type: 'boolean' },

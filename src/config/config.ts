@@ -249,7 +249,11 @@ export function resolveSyncConfig(options: UploadSyncOptions = {}, env: Env = pr
  */
 export function resolveWatchConfig(options: UploadSyncOptions = {}, env: Env = process.env): WatchConfig {
   const s = new Settings(options, env);
-  return Object.freeze({ ...syncOf(s), ...watchOf(s) });
+  const sync = syncOf(s);
+  if (sync.bucket?.side === 'source') {
+    fail(s.option('source') !== undefined ? option('source') : envVar('UPLOAD_SYNC_SOURCE'), 'a folder: the watcher pushes a folder into a bucket (`dest`); pull a bucket with syncUploads or `upload-sync sync --source s3://…`', sync.source);
+  }
+  return Object.freeze({ ...sync, ...watchOf(s) });
 }
 
 /**
