@@ -26,7 +26,7 @@ const d = 'env' in gw ? describe : describe.skip;
 const SEED = seedFor('__tests__/s3-sync.test.ts');
 
 /** Names a bucket key and a URL must carry exactly: spaces, `+`, `%`, `#`, `?`, NFC and NFD, non-Latin. */
-const STEMS = ['plain', 'a b', 'plus+sign', '100%', 'hash#tag', 'why?', 'caf\u00e9', 'cafe\u0301', '日本', 'ü ß'];
+const STEMS = ['plain', 'a b', "it's (live)!", 'star*', 'plus+sign', '100%', 'hash#tag', 'why?', 'caf\u00e9', 'cafe\u0301', '日本', 'ü ß'];
 const EXTS = ['.mp3', '.flac', '.jpg', '.txt'];
 
 /**

@@ -104,7 +104,7 @@ export async function* planPushFiles(ctx: PlanContext, entries: readonly unknown
   }
   // A path gone from the source: its object goes (if there is one: S3 would call any key deleted),
   // and so do the objects under it, a folder gone (the subtree's walk finds nothing, its listing does).
-  const heads = await mapLimit(gone, ctx.config.concurrency, (rel) => ctx.store.head(rel, { signal: ctx.signal }).catch((err: unknown) => err as Error));
+  const heads = await mapLimit(gone, ctx.config.concurrency, (rel) => ctx.head(rel, { signal: ctx.signal }).catch((err: unknown) => err as Error));
   gone.forEach((rel, i) => {
     const head = heads[i];
     if (head instanceof Error) found.errors.push({ path: rel, code: errorCode(head), message: errorMessage(head) });

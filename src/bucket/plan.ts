@@ -12,6 +12,7 @@ import { emptyFindings, type CopyJob, type FileInfo, type Findings } from '../en
 import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
 import { toPosix } from '../shared/filter.js';
 import { MAX_KEY_BYTES } from '../store/keys.js';
+import type { HeadFn } from '../store/quick-head.js';
 import type { S3Store, StoreHead } from '../store/s3-store.js';
 import { mapLimit } from './pool.js';
 
@@ -27,6 +28,8 @@ export interface BucketBatch {
 export interface PlanContext {
   config: SyncConfig;
   store: S3Store;
+  /** The quick check's HEAD (src/store/quick-head.ts). */
+  head: HeadFn;
   /** The local folder: the source of a push, the dest of a pull. */
   local: string;
   localReal: string;
@@ -76,7 +79,7 @@ export interface SameSize {
 export async function quickCheck(ctx: PlanContext, pairs: readonly SameSize[], found: Findings): Promise<Array<{ pair: SameSize; head: StoreHead | null }>> {
   const heads = await mapLimit(pairs, ctx.config.concurrency, async (pair) => {
     try {
-      return await ctx.store.head(pair.rel, { signal: ctx.signal });
+      return await ctx.head(pair.rel, { signal: ctx.signal });
     } catch (err) {
       if (ctx.signal?.aborted) throw err;
       return err instanceof Error ? err : new Error(String(err));

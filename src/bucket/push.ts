@@ -86,7 +86,7 @@ async function putFile(d: PushDeps, job: CopyJob): Promise<void> {
   let expected = job.src;
   for (let attempt = 1; ; attempt++) {
     try {
-      await d.store.put(job.rel, fileBytes(abs, expected), { mtimeMs: expected.mtimeMs, contentType: contentTypeOf(job.rel), signal: d.signal });
+      await d.store.put(job.rel, fileBytes(abs, expected), { mtimeMs: expected.mtimeMs, size: expected.size, contentType: contentTypeOf(job.rel), signal: d.signal });
       job.src = expected;
       d.report.copied(job);
       return;

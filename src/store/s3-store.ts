@@ -110,10 +110,19 @@ export class S3Store {
     if (signal?.aborted === true) throw aborted(signal);
     const metadata: Record<string, string> = options.mtimeMs === undefined ? {} : { mtime: formatMtime(options.mtimeMs) };
     const source = new PartSource(body, options.maxBytes ?? Infinity, signal);
-    const first = Buffer.allocUnsafeSlow(this.partSize);
+    // A body of known small size gets a buffer of its size (+1 to see its end), not a whole part:
+    // 8 MiB per small file made a push of 10,000 files spend most of its CPU allocating.
+    const hint = options.size !== undefined && options.size < this.partSize ? options.size + 1 : this.partSize;
+    let first = Buffer.allocUnsafeSlow(hint);
     let n: number;
     try {
       n = await source.fill(first);
+      if (!source.done && first.length < this.partSize) {
+        const whole = Buffer.allocUnsafeSlow(this.partSize); // longer than said: a part after all
+        first.copy(whole, 0, 0, n);
+        n += await source.fill(whole.subarray(n));
+        first = whole;
+      }
     } catch (err) {
       source.close();
       throw err;

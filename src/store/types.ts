@@ -41,6 +41,8 @@ export interface PutOptions {
   signal?: AbortSignal;
   /** `ERR_TOO_LARGE` as soon as more bytes than this arrive; nothing is left in the bucket. */
   maxBytes?: number;
+  /** The body's length when known (a file's size): a small body is then read into a buffer of its size, not a part's. A wrong hint costs a copy, never bytes. */
+  size?: number;
 }
 
 export interface PutResult {
