@@ -12,12 +12,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { syncUploads } from '../src/engine/sync.js';
+import { createWatcher } from '../src/watch/watcher.js';
 import { BucketGuard } from '../src/bucket/guard.js';
 import { openStore, type S3Store } from '../src/store/s3-store.js';
 import type { SyncOptions, SyncResult } from '../src/shared/options.js';
 import { diffSnapshots, runTool, snapshot } from './oracle-helpers.js';
 import { prng, randomTools, seedFor } from './reliability-helpers.js';
 import { bucketName, s3TestEnv, type S3Env } from './s3-helpers.js';
+import { waitFor } from './helpers.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const gw = await s3TestEnv();
@@ -276,6 +278,39 @@ d('sync with a bucket (push, pull) against a real Ceph RGW', () => {
     } finally {
       process.env.AWS_ACCESS_KEY_ID = keyId;
       client.destroy();
+    }
+  });
+
+  test('createWatcher({ dest: s3://… }) pushes each file once it is stable (its first reconcile too)', async () => {
+    const t = fresh();
+    writeFileSync(join(t.src, 'before.mp3'), 'there before the watcher');
+    utimesSync(join(t.src, 'before.mp3'), 1_700_000_000, 1_700_000_000); // settled: the first reconcile takes it
+    const watcher = createWatcher({ source: t.src, dest: t.url, force: true, stableMs: 150, debounceMs: 20, reconcileMs: 0, lockDir: join(tmp, 'locks') });
+    try {
+      await watcher.ready;
+      expect(await raw.head(`${t.prefix}/before.mp3`)).not.toBeNull();
+      mkdirSync(join(t.src, 'new album'));
+      writeFileSync(join(t.src, 'new album', 'fresh #1.mp3'), 'uploaded while watched');
+      await waitFor(async () => (await raw.head(`${t.prefix}/new album/fresh #1.mp3`)) !== null, { message: 'the watcher pushed the new file' });
+      const head = (await raw.head(`${t.prefix}/new album/fresh #1.mp3`))!;
+      expect(head.mtimeMs).toBeCloseTo(statSync(join(t.src, 'new album', 'fresh #1.mp3')).mtimeMs, 3);
+      expect(watcher.stats().errors).toBe(0);
+    } finally {
+      await watcher.close();
+    }
+  });
+
+  test("put's size hint: a body longer than said is still put whole (a part after all)", async () => {
+    const store = await openStore(`s3://${bucket}/hint`, { env });
+    try {
+      const body = Buffer.alloc(6 * 1024 * 1024, 3);
+      await store.put('long.bin', (async function* () { yield body.subarray(0, 100); yield body.subarray(100); })(), { size: 10 });
+      expect((await store.head('long.bin'))!.size).toBe(body.length);
+      await store.put('short.bin', (async function* () { yield Buffer.from('abc'); })(), { size: 3 });
+      expect((await store.head('short.bin'))!.size).toBe(3);
+      await store.deleteMany(['long.bin', 'short.bin']);
+    } finally {
+      store.destroy();
     }
   });
 
