@@ -2,9 +2,10 @@
 // `npm run bench`: upload-sync against rsync and cp, side by side in one run, medians and ratios
 // as a markdown table. Generates its trees in a temp folder, installs nothing, deletes all at the end.
 //
-//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync,upload-rss-next,route,pm2-reload-next,s3-put-rss,s3-save-rss] [--small]
+//   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync,upload-rss-next,route,pm2-reload-next,s3-put-rss,s3-save-rss,s3-push] [--small]
 //   (upload-rss-next and pm2-reload-next are not in the default list: they install the example app's dependencies and build it;
-//   s3-put-rss and s3-save-rss need a Ceph RGW: UPLOAD_SYNC_TEST_S3_ENV, or the Debian packages to start one, else it says why it skips)
+//   s3-put-rss, s3-save-rss and s3-push need a Ceph RGW: UPLOAD_SYNC_TEST_S3_ENV, or the Debian packages to start one, else they say why they skip;
+//   s3-push also needs rclone)
 //
 // `route` (bench/route.mjs) builds examples/next-app standalone with the packed library (it needs
 // the npm registry or a warm npm cache, like the Next e2e test), then measures 64 KiB ranged GETs
@@ -30,6 +31,7 @@ import { uploadFsync, uploadRss, uploadRssNext } from './uploads.mjs';
 import { routeBench } from './route.mjs';
 import { s3PutRss } from './s3-put-rss.mjs';
 import { s3SaveRss } from './s3-save-rss.mjs';
+import { s3Push } from './s3-push.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
@@ -39,7 +41,7 @@ const lib = join(repo, 'dist', 'index.js');
 const { values } = parseArgs({
   options: {
     reps: { type: 'string', default: '5' },
-    only: { type: 'string', default: 'copy,noop,upload,watch,rss,wait,upload-rss,upload-fsync,route,s3-put-rss,s3-save-rss' },
+    only: { type: 'string', default: 'copy,noop,upload,watch,rss,wait,upload-rss,upload-fsync,route,s3-put-rss,s3-save-rss,s3-push' },
     'route-app': { type: 'string' },
     'route-seconds': { type: 'string', default: '5' },
     'route-pages': { type: 'boolean', default: false },
@@ -333,6 +335,8 @@ if (ONLY.has('pm2-reload-next')) await (await import('./pm2-reload.mjs')).pm2Rel
 if (ONLY.has('upload-fsync')) uploadFsync(work, rows);
 if (ONLY.has('s3-put-rss')) await s3PutRss({ repo, work, rows, sizeMB: values.small ? 200 : 1024 });
 if (ONLY.has('s3-save-rss')) await s3SaveRss({ repo, work, rows, sizeMB: values.small ? 200 : 1024 });
+// At most 3 reps: each initial push writes tree A (~165 MB) into a memstore shared with the tests.
+if (ONLY.has('s3-push')) await s3Push({ repo, work, cli, src: tree('A'), count: COUNTS.A, reps: Math.min(REPS, 3), rows, row, env: ENV });
 if (ONLY.has('route')) {
   const r = await routeBench({
     repo,
