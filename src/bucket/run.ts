@@ -14,7 +14,7 @@ import { UploadSyncError, errorMessage } from '../shared/errors.js';
 import { acquireLock, type Release } from '../shared/lock.js';
 import { createLog } from '../shared/log.js';
 import type { SyncResult } from '../shared/options.js';
-import { quickHead, type QuickHead } from '../store/quick-head.js';
+import { leanRequests, type Lean } from '../store/lean.js';
 import { storeFromConfig, type S3Store } from '../store/s3-store.js';
 import { BucketGuard } from './guard.js';
 import type { PlanContext } from './plan.js';
@@ -33,7 +33,7 @@ export async function runBucketOnce(config: SyncConfig, request: RunRequest): Pr
   const { signal } = request;
   let release: Release | undefined;
   let store: S3Store | undefined;
-  let quick: QuickHead | undefined;
+  let lean: Lean | undefined;
   try {
     if (signal?.aborted) throw new UploadSyncError('ERR_ABORTED', 'Sync aborted before it started');
     const local = push ? config.source : config.dest;
@@ -47,12 +47,12 @@ export async function runBucketOnce(config: SyncConfig, request: RunRequest): Pr
       });
     }
     store = await storeFromConfig(bucket.store);
-    quick = quickHead(store, bucket.store, config.concurrency);
-    const ctx: PlanContext = { config, store, head: quick.head, local, localReal, newerThan: request.newerThan, signal };
+    lean = leanRequests(store, bucket.store, config.concurrency);
+    const ctx: PlanContext = { config, store, head: lean.head, local, localReal, newerThan: request.newerThan, signal };
     if (push) {
       const guard = new BucketGuard({ store, url: config.dest, source: local, sourceReal: localReal, extensions: config.extensions, dryRun: config.dryRun, maxDelete: Infinity });
       const plan = request.files === null ? planPushTree(ctx, '') : planPushFiles(ctx, request.files);
-      await executePush({ store, source: local, guard, report, concurrency: config.concurrency, dryRun: config.dryRun, signal }, plan);
+      await executePush({ store, putSmall: lean.putSmall, source: local, guard, report, concurrency: config.concurrency, dryRun: config.dryRun, signal }, plan);
     } else {
       const leftovers: PullLeftovers = { prune: new Set() };
       // Every check is 'never': the source is the bucket, and its listing is what the plan compared.
@@ -67,7 +67,7 @@ export async function runBucketOnce(config: SyncConfig, request: RunRequest): Pr
   } catch (err) {
     report.failRun(err);
   } finally {
-    quick?.close();
+    lean?.close();
     store?.destroy();
     await release?.().catch((err) => log.warn(`Could not release the sync lock: ${errorMessage(err)}`));
   }
