@@ -5,7 +5,7 @@
  * with the SDK's default checksums. Seeded trees (the seed is printed; RELIABILITY_SEED replays).
  * Every test works under its own prefix of one bucket, deleted at the end.
  */
-import { mkdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -203,6 +203,41 @@ d('sync with a bucket (push, pull) against a real Ceph RGW', () => {
     expect(await keys(`${t.prefix}/`)).toEqual([`${t.prefix}/a.mp3`, `${t.prefix}/album one/c.mp3`, `${t.prefix}/album one/d #1.mp3`]);
     const again = ok(await sync({ source: t.src, dest: t.url, files: ['a.mp3', 'b.mp3'] }));
     expect([again.copied, again.unchanged]).toEqual([['b.mp3'], 1]);
+  });
+
+  test('targeted pull (`files`, relative to the prefix): only those objects, a folder as a subtree; an absolute or climbing path is ERR_OUTSIDE; with delete, a file whose object is gone goes', async () => {
+    const t = fresh();
+    mkdirSync(join(t.src, 'album'));
+    for (const rel of ['a.mp3', 'b.mp3', 'album/c.mp3', 'album/d.mp3']) writeFileSync(join(t.src, rel), rel);
+    ok(await sync({ source: t.src, dest: t.url }));
+    const pulled = join(t.root, 'pulled');
+    const r = await sync({ source: t.url, dest: pulled, files: ['a.mp3', 'album', '/etc/passwd', '../t1/x.mp3', 'nothing.mp3'] });
+    expect(r.copied).toEqual(['a.mp3', 'album/c.mp3', 'album/d.mp3']);
+    expect(r.errors.map((e) => [e.path, e.code])).toEqual([['../t1/x.mp3', 'ERR_OUTSIDE'], ['/etc/passwd', 'ERR_OUTSIDE']]);
+    expect(sorted(snapshot(pulled, { bytes: false }).keys())).toEqual(['', 'a.mp3', 'album', 'album/c.mp3', 'album/d.mp3']);
+    await raw.deleteMany([`${t.prefix}/a.mp3`]);
+    const kept = ok(await sync({ source: t.url, dest: pulled, files: ['a.mp3'] }));
+    expect([kept.deleted, kept.copied]).toEqual([[], []]);
+    const gone = ok(await sync({ source: t.url, dest: pulled, files: ['a.mp3', 'b.mp3'], delete: true }));
+    expect([gone.deleted, gone.copied]).toEqual([['a.mp3'], ['b.mp3']]);
+  });
+
+  test('a pull stopped in the middle of an object leaves neither a partial file nor a temp file', async () => {
+    const t = fresh();
+    const big = Buffer.alloc(48 * 1024 * 1024, 5);
+    writeFileSync(join(t.src, 'big.flac'), big);
+    ok(await sync({ source: t.src, dest: t.url }));
+    const pulled = join(t.root, 'pulled');
+    mkdirSync(pulled);
+    const abort = new AbortController();
+    const temps = () => readdirSync(pulled).filter((name) => name.startsWith('.upload-sync-'));
+    const watching = waitFor(() => temps().length > 0, { intervalMs: 2, message: 'a temp file of the pull' }).then(() => abort.abort());
+    const r = await sync({ source: t.url, dest: pulled, signal: abort.signal });
+    await watching;
+    expect(r.status).not.toBe('ok');
+    expect(r.errors.map((e) => e.code)).toContain('ERR_ABORTED');
+    expect(readdirSync(pulled)).toEqual([]);
+    await raw.deleteMany([`${t.prefix}/big.flac`]);
   });
 
   test('push with delete: orphans go in batches; never the prefix itself, a key outside the prefix, or a name the sync never writes; dry run deletes nothing', async () => {
