@@ -8,7 +8,7 @@
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { walk, fileInfo, linkedFile } from '../engine/walk.js';
-import type { FileInfo } from '../engine/plan-types.js';
+import type { FileInfo, Findings } from '../engine/plan-types.js';
 import { errorCode, errorMessage } from '../shared/errors.js';
 import { isIgnoredName, isSyncablePath } from '../shared/filter.js';
 import { addCopy, isFilePath, newBatch, pushTarget, quickCheck, type BucketBatch, type PlanContext, type SameSize } from './plan.js';
@@ -120,7 +120,7 @@ export async function* planPushFiles(ctx: PlanContext, entries: readonly unknown
  * a folder, `'gone'`, or `null` when it is skipped (an ignored name, a path through a symlinked
  * folder, something the sync never takes).
  */
-function lookAt(ctx: PlanContext, rel: string, found: ReturnType<typeof newBatch>['found']): FileInfo | 'folder' | 'gone' | null {
+function lookAt(ctx: PlanContext, rel: string, found: Findings): FileInfo | 'folder' | 'gone' | null {
   const parts = rel.split('/');
   if (parts.some(isIgnoredName)) {
     found.skipped++;
