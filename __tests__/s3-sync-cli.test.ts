@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CreateBucketCommand, DeleteBucketCommand } from '@aws-sdk/client-s3';
-import { openStore, type S3Store } from '../src/store/s3-store.js';
+import { openStore } from '../src/store/open.js';
+import type { S3Store } from '../src/store/s3-store.js';
 import { cleanEnv, runCli } from './helpers.js';
 import { bucketName, s3TestEnv, type S3Env } from './s3-helpers.js';
 

@@ -14,7 +14,8 @@ import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, PutObje
 import { syncUploads } from '../src/engine/sync.js';
 import { createWatcher } from '../src/watch/watcher.js';
 import { BucketGuard } from '../src/bucket/guard.js';
-import { openStore, type S3Store } from '../src/store/s3-store.js';
+import { openStore } from '../src/store/open.js';
+import type { S3Store } from '../src/store/s3-store.js';
 import type { SyncOptions, SyncResult } from '../src/shared/options.js';
 import { diffSnapshots, runTool, snapshot } from './oracle-helpers.js';
 import { prng, randomTools, seedFor } from './reliability-helpers.js';
