@@ -7,6 +7,8 @@
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
@@ -15,7 +17,9 @@ import { syncUploads } from '../src/engine/sync.js';
 import { createWatcher } from '../src/watch/watcher.js';
 import { BucketGuard } from '../src/bucket/guard.js';
 import { openStore } from '../src/store/open.js';
-import type { S3Store } from '../src/store/s3-store.js';
+import { S3Store } from '../src/store/s3-store.js';
+import { leanRequests } from '../src/store/lean.js';
+import { resolveStore } from '../src/config/store.js';
 import type { SyncOptions, SyncResult } from '../src/shared/options.js';
 import { diffSnapshots, runTool, snapshot } from './oracle-helpers.js';
 import { prng, randomTools, seedFor } from './reliability-helpers.js';
@@ -400,6 +404,69 @@ function codeOf(fn: () => unknown): string | undefined {
     return (err as { code?: string }).code;
   }
 }
+
+/** A local HTTP server in place of the gateway: what lean requests send, and how they take a 503, a dropped connection, a 403. */
+describe('lean requests (src/store/lean.ts) against a scripted server', () => {
+  test('signed for the key, tried again after a 503 and a dropped connection, not after a 403', async () => {
+    const seen: Array<{ method: string; url: string; auth: string }> = [];
+    const answers: Array<(res: ServerResponse) => void> = [
+      (res) => res.writeHead(503).end('<Error><Code>SlowDown</Code></Error>'),
+      (res) => res.socket!.destroy(),
+      (res) => res.writeHead(200, { 'content-length': '7', 'x-amz-meta-mtime': '1700000000123.456', etag: '"e"' }).end(),
+      (res) => res.writeHead(403).end('<Error><Code>AccessDenied</Code></Error>'),
+    ];
+    const server = createServer((req, res) => {
+      seen.push({ method: req.method!, url: req.url!, auth: String(req.headers.authorization) });
+      answers.shift()!(res);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const config = resolveStore('s3://bkt/pre fix', { AWS_ENDPOINT_URL: `http://127.0.0.1:${port}`, AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's', UPLOAD_SYNC_S3_PATH_STYLE: 'true' })!;
+    const store = new S3Store({}, { send: () => Promise.reject(new Error('the SDK is not used')) }, 'bkt', 'pre fix');
+    const lean = leanRequests(store, config, 4);
+    try {
+      const head = await lean.head('a b+c.mp3');
+      expect(head).toMatchObject({ size: 7, mtimeMs: 1700000000123.456 });
+      expect(seen.map((r) => r.url)).toEqual(Array(3).fill('/bkt/pre%20fix/a%20b%2Bc.mp3'));
+      expect(seen[0]!.auth).toMatch(/^AWS4-HMAC-SHA256 Credential=k\//);
+      await expect(lean.head('x.mp3')).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/AccessDenied \(HTTP 403\)/) as unknown as string });
+      expect(seen).toHaveLength(4);
+    } finally {
+      lean.close();
+      server.close();
+    }
+  });
+});
+
+describe('lean listing (src/store/lean.ts) against a scripted server', () => {
+  test('pages follow the continuation token; XML entities in keys are undone; keys outside the prefix are left out', async () => {
+    const seen: string[] = [];
+    const pages = [
+      '<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>pre/a &amp; b&#x27;s.mp3</Key><LastModified>2026-01-02T03:04:05.678Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>12</Size></Contents>' +
+        '<Contents><Key>prefix-sibling.mp3</Key><Size>1</Size></Contents><NextContinuationToken>tok/+=</NextContinuationToken></ListBucketResult>',
+      '<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>pre/z/&lt;y&gt;.mp3</Key><LastModified>2026-01-02T03:04:05Z</LastModified><ETag>"e2"</ETag><Size>3</Size></Contents></ListBucketResult>',
+    ];
+    const server = createServer((req, res) => {
+      seen.push(req.url!);
+      res.writeHead(200, { 'content-type': 'application/xml' }).end(pages.shift());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const config = resolveStore('s3://bkt/pre', { AWS_ENDPOINT_URL: `http://127.0.0.1:${port}`, AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's', UPLOAD_SYNC_S3_PATH_STYLE: 'true' })!;
+    const store = new S3Store({}, { send: () => Promise.reject(new Error('the SDK is not used')) }, 'bkt', 'pre');
+    const lean = leanRequests(store, config, 4);
+    try {
+      const got = [];
+      for await (const page of lean.list('')) got.push(...page);
+      expect(got.map((e) => [e.path, e.size, e.etag])).toEqual([["a & b's.mp3", 12, '"e1"'], ['z/<y>.mp3', 3, '"e2"']]);
+      expect(got[0]!.lastModified.getTime()).toBe(Date.parse('2026-01-02T03:04:05.678Z'));
+      expect(seen).toEqual(['/bkt/?list-type=2&max-keys=1000&prefix=pre%2F', '/bkt/?list-type=2&max-keys=1000&prefix=pre%2F&continuation-token=tok%2F%2B%3D']);
+    } finally {
+      lean.close();
+      server.close();
+    }
+  });
+});
 
 /** `rsync -anci --delete` from `a` to `b` (folder times left out): what rsync would change, one line each; '' when the trees agree. */
 async function itemize(a: string, b: string): Promise<string> {

@@ -39,6 +39,7 @@ export async function s3Push({ repo, work, cli, src, count, reps, rows, row, env
     envFile = join(started, 'env');
   }
   const gw = readEnvFile(envFile);
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'; // the bench's own client (counting, cleaning)
   const { CreateBucketCommand, DeleteBucketCommand } = await import('@aws-sdk/client-s3');
   const { openStore } = await import(join(repo, 'dist', 'index.js'));
   const bucket = `push-${process.pid}`;

@@ -30,7 +30,7 @@ export async function* planPullTree(ctx: PlanContext, top: string, leftovers: Pu
   folders.delete('');
   yield first;
 
-  for await (const page of prefetch(ctx.store.list(top === '' ? '' : `${top}/`, { signal: ctx.signal }))) {
+  for await (const page of prefetch(ctx.list(top === '' ? '' : `${top}/`, { signal: ctx.signal }))) {
     const batch = newBatch();
     const sameSize: SameSize[] = [];
     for (const entry of page) {

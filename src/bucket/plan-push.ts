@@ -34,7 +34,7 @@ export async function* planPushTree(ctx: PlanContext, top: string): AsyncGenerat
   const local = listing.files;
   yield first;
 
-  for await (const page of prefetch(ctx.store.list(top === '' ? '' : `${top}/`, { signal: ctx.signal }))) {
+  for await (const page of prefetch(ctx.list(top === '' ? '' : `${top}/`, { signal: ctx.signal }))) {
     const batch = newBatch();
     const sameSize: SameSize[] = [];
     for (const entry of page) {

@@ -12,7 +12,7 @@ import { emptyFindings, type CopyJob, type FileInfo, type Findings } from '../en
 import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
 import { toPosix } from '../shared/filter.js';
 import { MAX_KEY_BYTES } from '../store/keys.js';
-import type { HeadFn } from '../store/lean.js';
+import type { HeadFn, ListFn } from '../store/lean.js';
 import type { S3Store, StoreHead } from '../store/s3-store.js';
 import { mapLimit } from './pool.js';
 
@@ -28,7 +28,8 @@ export interface BucketBatch {
 export interface PlanContext {
   config: SyncConfig;
   store: S3Store;
-  /** The quick check's HEAD (src/store/lean.ts). */
+  /** The listing and the quick check's HEAD (src/store/lean.ts). */
+  list: ListFn;
   head: HeadFn;
   /** The local folder: the source of a push, the dest of a pull. */
   local: string;

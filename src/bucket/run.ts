@@ -5,6 +5,7 @@
  * A push (`dest` is a bucket) and a pull (`source` is one) share the shape; this module wires
  * them and owns what spans the run: the lock, the store's client, the guards.
  */
+import { setMaxListeners } from 'node:events';
 import { mkdirSync, realpathSync, statSync } from 'node:fs';
 import type { SyncConfig } from '../config/config.js';
 import { Report } from '../engine/report.js';
@@ -31,7 +32,14 @@ export async function runBucketOnce(config: SyncConfig, request: RunRequest): Pr
   const report = new Report(log, config, config.dryRun, request.onProgress);
   const what = request.files === null ? 'full' : `${request.files.length} path${request.files.length === 1 ? '' : 's'}`;
   log.info(`${push ? 'Push' : 'Pull'} started${config.dryRun ? ' (dry run)' : ''}: ${config.source} -> ${config.dest} (${what})`);
-  const { signal } = request;
+  // The caller's signal gets one listener; the run's own gets one per request in flight (the
+  // pools' and each request's), more than EventTarget's default warning of 10.
+  const inner = new AbortController();
+  setMaxListeners(4 * config.concurrency + 16, inner.signal);
+  const forward = () => inner.abort(request.signal?.reason);
+  if (request.signal?.aborted) forward();
+  request.signal?.addEventListener('abort', forward, { once: true });
+  const signal = request.signal === undefined ? undefined : inner.signal;
   let release: Release | undefined;
   let store: S3Store | undefined;
   let lean: Lean | undefined;
@@ -49,7 +57,7 @@ export async function runBucketOnce(config: SyncConfig, request: RunRequest): Pr
     }
     store = await storeFromConfig(bucket.store);
     lean = leanRequests(store, bucket.store, config.concurrency);
-    const ctx: PlanContext = { config, store, head: lean.head, local, localReal, newerThan: request.newerThan, signal };
+    const ctx: PlanContext = { config, store, list: lean.list, head: lean.head, local, localReal, newerThan: request.newerThan, signal };
     if (push) {
       const guard = new BucketGuard({ store, url: config.dest, source: local, sourceReal: localReal, extensions: config.extensions, dryRun: config.dryRun, maxDelete: Infinity });
       const plan = request.files === null ? planPushTree(ctx, '') : planPushFiles(ctx, request.files);
@@ -68,6 +76,7 @@ export async function runBucketOnce(config: SyncConfig, request: RunRequest): Pr
   } catch (err) {
     report.failRun(err);
   } finally {
+    request.signal?.removeEventListener('abort', forward);
     lean?.close();
     store?.destroy();
     await release?.().catch((err) => log.warn(`Could not release the sync lock: ${errorMessage(err)}`));
