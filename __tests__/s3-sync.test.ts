@@ -438,6 +438,28 @@ describe('lean requests (src/store/lean.ts) against a scripted server', () => {
   });
 });
 
+describe('lean requests, virtual-hosted (no UPLOAD_SYNC_S3_PATH_STYLE)', () => {
+  test('the bucket goes in the Host header, the key alone in the path; a session token is signed in', async () => {
+    const seen: Array<{ url: string; host: string; token: string }> = [];
+    const server = createServer((req, res) => {
+      seen.push({ url: req.url!, host: String(req.headers.host), token: String(req.headers['x-amz-security-token']) });
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const config = resolveStore('s3://bkt/pre', { AWS_ENDPOINT_URL: `http://127.0.0.1:${port}`, AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's', AWS_SESSION_TOKEN: 'tok' })!;
+    const store = new S3Store({}, { send: () => Promise.reject(new Error('the SDK is not used')) }, 'bkt', 'pre');
+    const lean = leanRequests(store, config, 4);
+    try {
+      expect(await lean.head('a.mp3')).toBeNull();
+      expect(seen).toEqual([{ url: '/pre/a.mp3', host: `bkt.127.0.0.1:${port}`, token: 'tok' }]);
+    } finally {
+      lean.close();
+      server.close();
+    }
+  });
+});
+
 describe('lean listing (src/store/lean.ts) against a scripted server', () => {
   test('pages follow the continuation token; XML entities in keys are undone; keys outside the prefix are left out', async () => {
     const seen: string[] = [];
