@@ -4,15 +4,12 @@
 // checkers) to fresh prefixes on the same Ceph RGW. Medians of the reps, ratio ours/rclone (goal ≤ 1.0×
 // for both). Every initial push is counted (objects and bytes listed, outside the timing) and its prefix
 // deleted before the next (the gateway's memstore is shared: tree A is ~165 MB, one copy at a time).
-// Uses the gateway of UPLOAD_SYNC_TEST_S3_ENV, else starts one with scripts/ceph-start.sh (and stops it);
-// skips with one line when rclone or a gateway is missing.
+// The gateway is withGateway's (UPLOAD_SYNC_TEST_S3_ENV, else one started and stopped); skips with
+// one line when rclone or a gateway is missing.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-function readEnvFile(file) {
-  return Object.fromEntries(readFileSync(file, 'utf8').split('\n').map((l) => /^([A-Z0-9_]+)=(.*)$/.exec(l.trim())).filter(Boolean).map((m) => [m[1], m[2]]));
-}
+import { withGateway } from './s3-put-rss.mjs';
 
 function timed(cmd, args, env) {
   const t = process.hrtime.bigint();
@@ -27,18 +24,10 @@ export async function s3Push({ repo, work, cli, src, count, reps, rows, row, env
     console.error('  s3-push: skipped, rclone is not installed (apt-get install -y rclone)');
     return;
   }
-  let envFile = process.env.UPLOAD_SYNC_TEST_S3_ENV;
-  let started = null;
-  if (!envFile) {
-    if (!['/usr/bin/ceph-mon', '/usr/bin/ceph-osd', '/usr/bin/radosgw'].every((b) => existsSync(b))) {
-      console.error('  s3-push: skipped, no Ceph RGW (apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw, or set UPLOAD_SYNC_TEST_S3_ENV)');
-      return;
-    }
-    started = join(work, 'ceph-push');
-    execFileSync(join(repo, 'scripts', 'ceph-start.sh'), [started], { stdio: ['ignore', 'ignore', 'inherit'] });
-    envFile = join(started, 'env');
-  }
-  const gw = readEnvFile(envFile);
+  await withGateway({ repo, work, name: 's3-push' }, (gw) => pushBoth({ cli, src, count, reps, row, env: baseEnv, gw, work, repo }));
+}
+
+async function pushBoth({ repo, work, cli, src, count, reps, row, env: baseEnv, gw }) {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'; // the bench's own client (counting, cleaning)
   const { CreateBucketCommand, DeleteBucketCommand } = await import('@aws-sdk/client-s3');
   const { openStore } = await import(join(repo, 'dist', 'index.js'));
@@ -104,7 +93,6 @@ export async function s3Push({ repo, work, cli, src, count, reps, rows, row, env
     }
     await admin.client.send(new DeleteBucketCommand({ Bucket: bucket })).catch((err) => console.error(`  s3-push: could not delete bucket ${bucket}: ${err.message}`));
     admin.destroy();
-    if (started) execFileSync(join(repo, 'scripts', 'ceph-down.sh'), [started], { stdio: 'inherit' });
   }
 }
 
