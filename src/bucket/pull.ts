@@ -5,7 +5,7 @@
  * one of a killed process is removed by the next run, by the engine's dead-pid rule). Local
  * deletions go through the engine's `DeleteGuard`; folders left empty are removed at the end.
  */
-import { createWriteStream, mkdirSync, realpathSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdirSync, openSync, realpathSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { chmod, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -16,13 +16,14 @@ import type { Report } from '../engine/report.js';
 import type { DeleteGuard } from '../shared/delete-guard.js';
 import { UploadSyncError, errorCode } from '../shared/errors.js';
 import { parseMtime } from '../store/keys.js';
-import type { S3Store } from '../store/s3-store.js';
+import type { GetFn } from '../store/lean.js';
 import { objectInfo, type BucketBatch } from './plan.js';
 import type { PullLeftovers } from './plan-pull.js';
 import { Pool } from './pool.js';
 
 export interface PullDeps {
-  store: S3Store;
+  /** The lean GET of src/store/lean.ts, or `S3Store.get`. */
+  get: GetFn;
   dest: string;
   destReal: string;
   guard: DeleteGuard;
@@ -32,6 +33,8 @@ export interface PullDeps {
   dirMode: number | null;
   dryRun: boolean;
   signal: AbortSignal | undefined;
+  /** Folders of dest made and checked in this run. */
+  checked: Set<string>;
 }
 
 export async function executePull(d: PullDeps, batches: AsyncIterable<BucketBatch>, leftovers: PullLeftovers): Promise<void> {
@@ -98,12 +101,33 @@ function removeDeadTemps(d: PullDeps, rels: readonly string[]): void {
  */
 function folderOf(d: PullDeps, rel: string): string {
   const parent = dirname(join(d.dest, rel));
+  // Once per folder and run: a mkdir and a realpath per object were most of a pull's system time.
+  if (d.checked.has(parent)) return parent;
   mkdirSync(parent, { recursive: true, ...(d.dirMode === null ? {} : { mode: d.dirMode }) });
   const at = dirname(rel);
   const expected = at === '.' ? d.destReal : join(d.destReal, at);
   const real = realpathSync.native(parent);
   if (real !== expected) throw new UploadSyncError('ERR_DEST_SYMLINK', `A folder on the way to ${rel} is a symlink (to ${real}); a pull never writes through one`, { path: parent });
+  d.checked.add(parent);
   return parent;
+}
+
+/** Objects under this size are read into memory and written in one call. */
+const SMALL = 1 << 20;
+
+/** Writes all of `bytes` into the new file `path` (a short write is never taken as complete). */
+function writeNew(path: string, bytes: Buffer, mode: number): void {
+  const fd = openSync(path, 'wx', mode);
+  try {
+    let done = 0;
+    while (done < bytes.length) {
+      const n = writeSync(fd, bytes, done, bytes.length - done);
+      if (n <= 0) throw Object.assign(new Error(`ENOSPC: no space left on device, write '${path}' (a write made no progress)`), { code: 'ENOSPC' });
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Fetches one object into dest, atomically; never throws: the report says how it went. */
@@ -112,7 +136,7 @@ async function getObject(d: PullDeps, job: CopyJob): Promise<void> {
   try {
     const parent = folderOf(d, job.rel);
     const target = join(parent, job.rel.slice(job.rel.lastIndexOf('/') + 1));
-    const got = await d.store.get(job.rel, { signal: d.signal });
+    const got = await d.get(job.rel, { signal: d.signal });
     if (got.status === 404 || got.body === null) {
       got.body?.destroy();
       return got.status === 404 ? d.report.gone(job) : d.report.copyFailed(job, new UploadSyncError('ERR_STORE', `GET ${job.rel}: HTTP ${got.status}`));
@@ -120,13 +144,23 @@ async function getObject(d: PullDeps, job: CopyJob): Promise<void> {
     const size = Number(got.headers['content-length']);
     tmp = tempPathFor(target);
     let bytes = 0;
-    const count = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        bytes += chunk.length;
-        done(null, chunk);
-      },
-    });
-    await pipeline(got.body, count, createWriteStream(tmp, { flags: 'wx', mode: d.fileMode ?? 0o666 }), { signal: d.signal });
+    if (size < SMALL) {
+      // A small object in one write: a stream pipeline per file cost more than the bytes.
+      const chunks: Buffer[] = [];
+      for await (const chunk of got.body) {
+        chunks.push(chunk as Buffer);
+        bytes += (chunk as Buffer).length;
+      }
+      writeNew(tmp, Buffer.concat(chunks, bytes), d.fileMode ?? 0o666);
+    } else {
+      const count = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          bytes += chunk.length;
+          done(null, chunk);
+        },
+      });
+      await pipeline(got.body, count, createWriteStream(tmp, { flags: 'wx', mode: d.fileMode ?? 0o666 }), { signal: d.signal });
+    }
     if (Number.isFinite(size) && bytes !== size) {
       throw Object.assign(new Error(`EIO: ${bytes} of the object's ${size} bytes arrived; not published`), { code: 'EIO' });
     }

@@ -68,7 +68,7 @@ export async function runBucketOnce(config: SyncConfig, request: RunRequest): Pr
       const guard = new DeleteGuard({ source: local, sourceReal: localReal, dest: local, destReal: localReal, extensions: config.extensions, dryRun: config.dryRun, maxDelete: Infinity });
       const plan = request.files === null ? planPullTree(ctx, '', leftovers) : planPullFiles(ctx, request.files, leftovers);
       await executePull(
-        { store, dest: local, destReal: localReal, guard, report, concurrency: config.concurrency, fileMode: config.fileMode, dirMode: config.dirMode, dryRun: config.dryRun, signal },
+        { get: lean.get, dest: local, destReal: localReal, guard, report, concurrency: config.concurrency, fileMode: config.fileMode, dirMode: config.dirMode, dryRun: config.dryRun, signal, checked: new Set() },
         plan,
         leftovers,
       );

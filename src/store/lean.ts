@@ -1,6 +1,7 @@
 /**
  * Lean requests for push and pull, where a run makes one request per file or per page: the
- * listing (pages of 1,000), the quick check's HEAD, and the PUT of a file smaller than 1 MiB. Each
+ * listing (pages of 1,000), the quick check's HEAD, a pull's GET, and the PUT of a file smaller
+ * than 1 MiB. Each
  * is one signed `node:http(s)` request on a keep-alive agent. The SDK's commands cost about 1.1 ms
  * (HEAD) and 1.4 ms (PUT of 16 KB) of CPU per request (its middleware stack), and its listing
  * parses each page's XML into objects; these cost 0.11 and 0.35 ms. A no-op push of 10,000 files
@@ -16,7 +17,7 @@ import aws4 from 'aws4';
 import type { StoreConfig } from '../config/store.js';
 import { UploadSyncError } from '../shared/errors.js';
 import { formatMtime, listPrefixOf, parseMtime, pathOfKey } from './keys.js';
-import type { S3Store, StoreEntry, StoreHead } from './s3-store.js';
+import type { GetResult, S3Store, StoreEntry, StoreHead } from './s3-store.js';
 
 export type HeadFn = (path: string, options?: { signal?: AbortSignal | undefined }) => Promise<StoreHead | null>;
 
@@ -26,10 +27,14 @@ export type ListFn = (prefix: string, options?: { signal?: AbortSignal | undefin
 /** One PUT of a whole small body: its mtime in `x-amz-meta-mtime`, like `S3Store.put`'s single PutObject. */
 export type PutSmallFn = (path: string, body: Buffer, options: { mtimeMs: number; contentType: string; signal?: AbortSignal | undefined }) => Promise<void>;
 
+/** `S3Store.get` without Range or conditions: 200 with the body (consume or destroy it), or 404. */
+export type GetFn = (path: string, options?: { signal?: AbortSignal | undefined }) => Promise<GetResult>;
+
 /** The lean requests of a run, and what to close after it. `putSmall` is `null` where only the SDK can send (then use `S3Store.put`). */
 export interface Lean {
   list: ListFn;
   head: HeadFn;
+  get: GetFn;
   putSmall: PutSmallFn | null;
   close(): void;
 }
@@ -52,7 +57,13 @@ interface Answer {
  * cannot be built here (a user's client, credentials or region left to the SDK's default chain).
  */
 export function leanRequests(store: S3Store, config: StoreConfig, sockets: number): Lean {
-  const sdk: Lean = { list: (prefix, o) => store.list(prefix, { signal: o?.signal }), head: (path, o) => store.head(path, { signal: o?.signal }), putSmall: null, close: () => undefined };
+  const sdk: Lean = {
+    list: (prefix, o) => store.list(prefix, { signal: o?.signal }),
+    head: (path, o) => store.head(path, { signal: o?.signal }),
+    get: (path, o) => store.get(path, { signal: o?.signal }),
+    putSmall: null,
+    close: () => undefined,
+  };
   const { credentials } = config;
   if (config.client !== null || credentials === null || (config.endpoint === null && config.region === null)) return sdk;
   const region = config.region ?? 'us-east-1';
@@ -81,11 +92,12 @@ export function leanRequests(store: S3Store, config: StoreConfig, sockets: numbe
     }
   };
 
-  const sendOnce = (method: string, resource: string, what: string, headers: Record<string, string | number>, body: Buffer | null, signal: AbortSignal | undefined) => {
+  const sendOnce = (method: string, resource: string, what: string, headers: Record<string, string | number>, body: Buffer | null, signal: AbortSignal | undefined, stream = false) => {
     const signed = aws4.sign({ host, method, path: resource, service: 's3', region, headers: { ...headers, 'X-Amz-Content-Sha256': 'UNSIGNED-PAYLOAD' } }, credentials);
-    return new Promise<Answer>((resolve, reject) => {
+    return new Promise<Answer & { body?: http.IncomingMessage }>((resolve, reject) => {
       const req = request({ ...signed, hostname: base.hostname, port: base.port, agent, signal }, (res) => {
         const status = res.statusCode ?? 0;
+        if (stream && status === 200) return resolve({ status, headers: res.headers, text: '', body: res }); // the caller reads it
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('end', () => {
@@ -148,13 +160,32 @@ export function leanRequests(store: S3Store, config: StoreConfig, sockets: numbe
     };
   };
 
+  /** Tried again like the others until the answer starts; the body itself is not (the caller checks its length). */
+  const get: GetFn = async (path, options = {}) => {
+    const { key, resource } = objectResource(path);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const answer = await sendOnce('GET', resource, `, key ${key}`, {}, null, options.signal, true);
+        const headers: Record<string, string> = {};
+        for (const name of ['content-length', 'content-type', 'etag', 'last-modified', 'accept-ranges', 'x-amz-meta-mtime']) {
+          const v = header(answer.headers[name]);
+          if (v !== undefined) headers[name] = v;
+        }
+        return { status: answer.status, headers, body: answer.body ?? null };
+      } catch (err) {
+        if (!(err as { retryable?: boolean }).retryable || attempt >= ATTEMPTS || options.signal?.aborted) throw err;
+        await delay(Math.random() * 100 * 2 ** attempt, undefined, { signal: options.signal }).catch(() => undefined);
+      }
+    }
+  };
+
   const putSmall: PutSmallFn = async (path, body, options) => {
     const { key, resource } = objectResource(path);
     const headers = { 'Content-Length': body.length, 'Content-Type': options.contentType, 'X-Amz-Meta-Mtime': formatMtime(options.mtimeMs) };
     const answer = await send('PUT', resource, `, key ${key}`, headers, body, options.signal);
     if (answer.status === 404) throw storeError('PUT', `, key ${key}`, 404, answer.text, answer.headers); // NoSuchBucket
   };
-  return { list, head, putSmall, close: () => agent.destroy() };
+  return { list, head, get, putSmall, close: () => agent.destroy() };
 }
 
 const header = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
