@@ -271,7 +271,7 @@ describe('watch on a terminal', () => {
     expect(out).toMatch(/\r\x1b\[K\d+\/\d+ files, [\d.]+ [kM]?B of /);
     expect(out).toContain('copied 30000 files');
     // The line was erased before the first log line, so no log line starts after progress text.
-    const beforeFirstLine = out.slice(0, out.search(/\[\d{4}-\d\d-\d\d /));
+    const beforeFirstLine = out.slice(0, out.search(/\[\d{4}-\d\d-\d\dT/)); // (ISO 8601 times)
     expect(beforeFirstLine.endsWith('\r\x1b[K')).toBe(true);
   }, 120_000);
 });

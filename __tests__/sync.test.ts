@@ -278,7 +278,8 @@ describe('syncSettled: the full run of the watcher\'s reconcile (internal)', () 
     expect(result.bytes).toBe(Buffer.byteLength('old 2') + Buffer.byteLength('old'));
     expect([...young].sort()).toEqual(['album/fresh2.mp3', 'changing.mp3', 'fresh.mp3']);
     expect(await readTree(p.dest)).toEqual({ 'album/old2.mp3': 'old 2', 'changing.mp3': 'first take', 'old.mp3': 'old', 'same.mp3': 'same' });
-    expect(logger.info).toHaveBeenCalledWith(expect.stringMatching(/^Left 3 files for later, modified too recently \(may still be written\): /));
+    // Young files are not an event of their own (they are told once copied): DEBUG only.
+    expect(logger.info).not.toHaveBeenCalledWith(expect.stringMatching(/^Left 3 files for later/));
     expect(logger.error).not.toHaveBeenCalled();
 
     // Once they are older than newerThan, the same run copies them.

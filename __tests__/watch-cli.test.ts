@@ -37,7 +37,8 @@ function startWatch(args: string[] = [], env: Record<string, string> = {}) {
   return { child, exited, messages, stdout: () => stdout, stderr: () => stderr };
 }
 
-const LINE = /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] (INFO|WARN|ERROR): \S/;
+/** Each line stamped with its time, ISO 8601 in UTC (PM2's logs have none of their own). */
+const LINE = /^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] (INFO|WARN|ERROR): \S/;
 
 describe('upload-sync watch', () => {
   test('tells its parent it is ready after the first sync, logs one line per sync, exits 0 on SIGTERM', async () => {

@@ -66,7 +66,7 @@ module.exports = {
       out_file: 'logs/upload-watcher.out.log',
       error_file: 'logs/upload-watcher.err.log',
       merge_logs: true, // exactly these file names (no -0 suffix)
-      time: true, // PM2 prefixes each line with a timestamp
+      // No `time: true`: the watcher stamps each line itself (ISO 8601, UTC); PM2 would stamp it twice.
       env: {
         NODE_ENV: 'production',
         // UPLOAD_SYNC_EXTENSIONS: 'audio',

@@ -115,6 +115,7 @@ class CleanupRun {
           release = await acquireLock(config.lockDir, config.dest, config.lockTimeoutMs, {
             signal,
             onCompromised: (err) => log.warn(`Cleanup lock taken over by another process (${err.message}); finishing this run`),
+            onWaited: (ms) => log.info(`Waited ${(ms / 1000).toFixed(1)} s for the sync lock (a full sync of this dest held it)`),
           });
         }
         const dest = await walk(config.dest, '', { extensions: config.extensions, temps: true, signal });

@@ -21,7 +21,7 @@ interface ErrorEntry {
 const PERMISSION = new Set(['EACCES', 'EPERM']);
 
 /** What a hint is about: the mirror not writable, the source not readable, the lock folder, a full disk. */
-export type HintKind = 'dest' | 'source' | 'lock' | 'full';
+export type HintKind = 'dest' | 'source' | 'lock' | 'full' | 'readonly';
 export interface Hint {
   kind: HintKind;
   text: string;
@@ -63,8 +63,10 @@ export async function hintsFor(paths: HintPaths, errors: readonly ErrorEntry[]):
   let lockDenied = false;
   const unreadable: string[] = [];
   let full = 0;
+  let readOnly = 0;
   for (const e of errors) {
-    if (e.code === 'ENOSPC') full++;
+    if (e.code === 'ENOSPC' && !e.message.includes('max_user_watches')) full++;
+    if (e.code === 'EROFS') readOnly++;
     if (!PERMISSION.has(e.code)) continue;
     const quoted = quotedPaths(e.message);
     if (quoted.some((p) => within(p, lockDir))) {
@@ -121,6 +123,14 @@ export async function hintsFor(paths: HintPaths, errors: readonly ErrorEntry[]):
       text:
         `to fix: the filesystem is full (${full === 1 ? '1 file' : `${full} files`} not written). Free space there (df -h ${dest}), then sync again: ` +
         'nothing half-written was left, and the files already in place are intact.',
+    });
+  }
+  if (readOnly > 0) {
+    hints.push({
+      kind: 'readonly',
+      text:
+        `to fix: the filesystem of ${dest} is read-only (${readOnly === 1 ? '1 file' : `${readOnly} files`} not written; a disk error can make Linux remount it so). ` +
+        'Check dmesg, remount it read-write (sudo mount -o remount,rw <mount point>), then sync again: nothing half-written was left.',
     });
   }
   return hints;

@@ -5,6 +5,7 @@ import { formatBytes } from '../shared/log.js';
 import type { CleanupOptions, SyncOptions, SyncResult } from '../shared/options.js';
 import { syncUploads } from '../engine/sync.js';
 import { CLEANUP_FLAGS, cleanupOptions, cleanupStoppedLine, printCleanupSummary } from './cleanup.js';
+import { healthLine, healthOf, HEALTH_GRACE_MS } from './health.js';
 import { printHints } from './hints.js';
 import { interruptedExitCode, onInterrupt, type Interrupt } from './interrupt.js';
 import { createProgressLine, type ProgressLine } from './progress.js';
@@ -72,7 +73,7 @@ Examples:
     strict: { type: 'boolean' },
     force: { type: 'boolean' },
   },
-  run: (values) => runSync(values, Boolean(values['dry-run']), !values.force),
+  run: (values) => runSync(values, Boolean(values['dry-run']), !values.force, false),
 };
 
 export const check: Command = {
@@ -80,12 +81,17 @@ export const check: Command = {
   usage: `upload-sync check [--json] [--delete] [--strict] [--file PATH]...
 
 Compares source and dest and prints what a sync would copy, update and delete. Writes nothing
-(so it runs whatever DISABLE_UPLOAD_SYNC says).
+(so it runs whatever DISABLE_UPLOAD_SYNC says). A health check for cron or a monitor:
+'upload-sync check --strict' exits 1 when the mirror is behind (a file to copy or update that
+changed over ${HEALTH_GRACE_MS / 1000} s ago, or, with --delete, one to delete) or when temp files of dead
+processes are left in source or dest, and 0 when the mirror is in sync.
 
   --file PATH      check only this path (repeatable)
   --delete         include the deletions a --delete sync would make
-  --json           print the result object (JSON) and nothing else on stdout
+  --json           print the result object (JSON) and nothing else on stdout, with a "health"
+                   field: {"ok", "behind", "toDelete", "deadTemps": [{"where", "path", "pid"}], "warnings"}
 ${STRICT_HELP}
+                   (check: also the mirror behind, or temp files of dead processes)
   -v, --verbose    list every file
 
 ${COMMON_HELP}
@@ -94,11 +100,14 @@ Examples:
   upload-sync check
   upload-sync check --delete --json`,
   options: { ...PATH_OPTIONS, json: { type: 'boolean' }, delete: { type: 'boolean' }, file: { type: 'string', multiple: true }, verbose: { type: 'boolean', short: 'v' }, strict: { type: 'boolean' } },
-  run: (values) => runSync(values, true, false),
+  run: (values) => runSync(values, true, false, true),
 };
 
-/** `obeyDisable`: `DISABLE_UPLOAD_SYNC=true` stops the run (sync without --force; never check). */
-async function runSync(values: Values, dryRun: boolean, obeyDisable: boolean): Promise<number> {
+/**
+ * `obeyDisable`: `DISABLE_UPLOAD_SYNC=true` stops the run (sync without --force; never check).
+ * `health`: `check`'s verdict (`--json`'s `health`; `--strict` fails when it is not ok).
+ */
+async function runSync(values: Values, dryRun: boolean, obeyDisable: boolean, health: boolean): Promise<number> {
   const options: SyncOptions = { ...pathOptions(values), dryRun, force: true };
   if (values.delete) options.delete = true;
   if (Array.isArray(values.file)) options.files = values.file as string[];
@@ -122,7 +131,7 @@ async function runSync(values: Values, dryRun: boolean, obeyDisable: boolean): P
   });
   options.signal = interrupt.signal;
   try {
-    return await syncThenCleanup(values, options, config, cleanup, cleanupConfig, interrupt, progress);
+    return await syncThenCleanup(values, options, config, cleanup, cleanupConfig, interrupt, progress, health);
   } finally {
     interrupt.dispose();
   }
@@ -136,6 +145,7 @@ async function syncThenCleanup(
   cleanupConfig: CleanupConfig | null,
   interrupt: Interrupt,
   progress: ProgressLine | null,
+  withHealth: boolean,
 ): Promise<number> {
   const verbose = Boolean(values.verbose);
   let result: SyncResult;
@@ -147,11 +157,13 @@ async function syncThenCleanup(
   const stopped = interrupt.received;
   const warnings = syncWarnings(config, result, options.files ?? null);
   for (const w of warnings) process.stderr.write(`upload-sync: ${w}\n`);
-  // --strict: a warning fails a run that would otherwise exit 0.
-  const strict = (code: number) => (code === EXIT.OK && values.strict && warnings.length > 0 ? EXIT.FAILED : code);
+  const health = withHealth && stopped === null ? healthOf(config, result, warnings) : null;
+  // --strict: a warning (for check, a health that is not ok) fails a run that would otherwise exit 0.
+  const strict = (code: number) => (code === EXIT.OK && values.strict && (warnings.length > 0 || (health !== null && !health.ok)) ? EXIT.FAILED : code);
   if (!cleanup || stopped !== null) {
-    if (values.json) process.stdout.write(`${JSON.stringify(cleanup ? { sync: result, cleanup: null } : result, null, 2)}\n`);
+    if (values.json) process.stdout.write(`${JSON.stringify(cleanup ? { sync: result, cleanup: null } : health ? { ...result, health } : result, null, 2)}\n`);
     else printSummary(config, result, verbose, stopped);
+    if (health !== null && !health.ok && (health.behind + health.toDelete + health.deadTemps.length > 0)) process.stderr.write(`upload-sync: ${healthLine(health)}\n`);
     if (stopped !== null) {
       if (values.json) process.stderr.write(`upload-sync: ${stoppedLine(stopped, result)}\n`);
       if (cleanup) process.stderr.write(`upload-sync: cleanup skipped: stopped by ${stopped}\n`);

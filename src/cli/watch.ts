@@ -1,7 +1,7 @@
 import { resolveWatchConfig } from '../config/config.js';
 import { parseInteger } from '../config/parse.js';
 import { withCode } from '../shared/errors.js';
-import { formatBytes, formatLine, type Level } from '../shared/log.js';
+import { formatBytes, stampedLine, type Level } from '../shared/log.js';
 import type { SyncResult, WatcherOptions } from '../shared/options.js';
 import { createWatcher, type WatcherError } from '../watch/watcher.js';
 import { hintsFor, type HintKind } from './hints.js';
@@ -30,7 +30,8 @@ export const watch: Command = {
 
 Watches source and mirrors each new or changed file into dest once it has stopped changing,
 with a full reconcile at start and every --reconcile-ms. On a terminal the first sync shows its
-progress (as 'upload-sync sync' does). Logs one line per sync. Runs until
+progress (as 'upload-sync sync' does). Logs one line per sync that changed something or
+failed (none for a sync that found nothing to do), each with its time (ISO 8601, UTC). Runs until
 SIGINT or SIGTERM, then finishes the copy in flight and exits 0. Tells PM2 it is ready
 (process.send('ready'), for wait_ready) after the first sync.
 
@@ -45,7 +46,7 @@ of its own, for PM2's stop_exit_codes: [${EXIT_DISABLED}] (not 0: PM2 records a 
   --debounce-ms MS    batch window (default: UPLOAD_SYNC_DEBOUNCE_MS, else 200)
   --max-wait-ms MS    longest a stable file waits for its batch (default: UPLOAD_SYNC_MAX_WAIT_MS, else 5000)
   --reconcile-ms MS   full reconcile period, 0 for only at start (default: UPLOAD_SYNC_RECONCILE_MS, else 600000)
-  --json              one result object (JSON) per line per sync on stdout; messages go to stderr
+  --json              one result object (JSON) per line per sync on stdout (every sync); messages go to stderr
 
 ${COMMON_HELP}
 
@@ -81,7 +82,8 @@ async function runWatch(values: Values): Promise<number> {
   const say = (level: Level, message: string) => {
     progress?.done();
     progress = null;
-    (json || level !== 'INFO' ? process.stderr : process.stdout).write(formatLine(level, message));
+    // Each line with its own time (ISO 8601, UTC): PM2's out and error logs have none of their own.
+    (json || level !== 'INFO' ? process.stderr : process.stdout).write(stampedLine(level, message));
   };
 
   const config = resolveWatchConfig(options); // a configuration error throws here: exit 2
@@ -97,13 +99,15 @@ async function runWatch(values: Values): Promise<number> {
   let stopping = false;
   watcher.on('sync', (result) => {
     if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
-    else say(result.status === 'ok' ? 'INFO' : 'WARN', describe(result));
+    // A sync that changed nothing (files the app's upload route had synced already) is not told:
+    // under load those were most of the lines. DEBUG=upload-sync:* still has each run.
+    else if (!changedNothing(result)) say(result.status === 'ok' ? 'INFO' : 'WARN', describe(result));
   });
   // What to do about a permission problem or a full disk: said once per kind, however often it recurs.
   const hinted = new Set<HintKind>();
   watcher.on('error', (err: WatcherError) => {
     say('ERROR', withCode(err.code, err.message));
-    if (!['EACCES', 'EPERM', 'ENOSPC'].includes(err.code)) return;
+    if (!['EACCES', 'EPERM', 'ENOSPC', 'EROFS'].includes(err.code)) return;
     // The watch limit (also ENOSPC) carries its own advice (fs.inotify.max_user_watches): not a full disk.
     if (err.code === 'ENOSPC' && err.message.includes('max_user_watches')) return;
     void hintsFor(config, [{ path: err.path ?? '', code: err.code, message: err.message }]).then(
@@ -153,6 +157,11 @@ async function runWatch(values: Values): Promise<number> {
   // A parent's IPC channel (PM2) must not keep the process from exiting.
   process.channel?.unref();
   return EXIT.OK;
+}
+
+/** An `ok` run that copied, updated and deleted nothing. */
+export function changedNothing(r: SyncResult): boolean {
+  return r.status === 'ok' && r.copied.length + r.updated.length + r.deleted.length === 0 && r.errors.length === 0;
 }
 
 /** One line per sync: what changed, then the first paths. */

@@ -4,7 +4,7 @@
  * or nothing at all could be handled; else `partial`.
  */
 import { performance } from 'node:perf_hooks';
-import { permissionAdvice } from '../shared/advice.js';
+import { adviceFor } from '../shared/advice.js';
 import { errorCode, errorMessage, withCode } from '../shared/errors.js';
 import { formatBytes, type RunLog } from '../shared/log.js';
 import type { SyncErrorEntry, SyncProgress, SyncResult } from '../shared/options.js';
@@ -52,7 +52,8 @@ export class Report {
       for (const rel of found.young) this.young.push(rel);
       this.handled += found.young.length;
       const shown = found.young.slice(0, 5).join(', ') + (found.young.length > 5 ? ` and ${found.young.length - 5} more` : '');
-      this.log.info(`Left ${found.young.length} file${found.young.length === 1 ? '' : 's'} for later, modified too recently (may still be written): ${shown}`);
+      // Not an event of its own: these files are copied (and told) once stable.
+      this.log.debug(`Left ${found.young.length} file${found.young.length === 1 ? '' : 's'} for later, modified too recently (may still be written): ${shown}`);
     }
   }
 
@@ -95,10 +96,10 @@ export class Report {
     this.log.warn(message);
   }
 
-  /** A path (or the run, `''`) that failed; permission errors carry the chown/chmod advice. */
+  /** A path (or the run, `''`) that failed; permission errors, a full or read-only disk carry what to do (one line). */
   fail(path: string, err: unknown): void {
     const entry = toEntry(path, err);
-    const advice = permissionAdvice(entry.code, entry.message, this.paths.source, this.paths.dest);
+    const advice = adviceFor(entry.code, entry.message, this.paths.source, this.paths.dest);
     if (advice !== null) entry.message = `${entry.message} (${advice})`;
     this.result.errors.push(entry);
     this.log.error(`${path === '' ? 'Sync failed' : `Failed ${path}`}: ${withCode(entry.code, entry.message)}`);
@@ -123,7 +124,11 @@ export class Report {
     r.status = r.errors.length === 0 ? 'ok' : this.fatal || handled === 0 ? 'failed' : 'partial';
     r.durationMs = elapsed(this.started);
     const summary = `Sync ${r.status}${r.dryRun ? ' (dry run)' : ''}: ${r.copied.length} copied, ${r.updated.length} updated, ${r.deleted.length} deleted, ${r.unchanged} unchanged, ${r.filtered > 0 ? `${r.filtered} left out by the extension filter, ` : ''}${r.errors.length} error${r.errors.length === 1 ? '' : 's'}, ${formatBytes(r.bytes)} in ${Math.round(r.durationMs)} ms`;
-    if (r.status === 'ok') this.log.info(summary);
+    // A run that changed nothing and told nothing (an upload the route had synced already, a
+    // reconcile of a mirror in sync) is left to DEBUG: the log file says what happened, not what did not.
+    const changed = r.copied.length + r.updated.length + r.deleted.length > 0;
+    if (r.status === 'ok' && !changed && !this.log.told) this.log.debug(summary);
+    else if (r.status === 'ok') this.log.info(summary);
     else this.log.error(summary);
     await this.log.flush();
     return r;

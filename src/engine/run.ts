@@ -43,7 +43,8 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
   const log = createLog('sync', config.logFile, config.logger);
   const report = new Report(log, config, config.dryRun, request.onProgress);
   const what = request.files === null ? 'full' : `${request.files.length} path${request.files.length === 1 ? '' : 's'}`;
-  log.info(`Sync started${config.dryRun ? ' (dry run)' : ''}: ${config.source} -> ${config.dest} (${what})`);
+  // Held: told only before the run's first line (a copy, an error…), so a run that changes nothing writes nothing.
+  log.hold(`Sync started${config.dryRun ? ' (dry run)' : ''}: ${config.source} -> ${config.dest} (${what})`);
   const { signal } = request;
   let release: Release | undefined;
   let helper: Helper | null | undefined;
@@ -59,6 +60,7 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
       release = await acquireLock(config.lockDir, config.dest, config.lockTimeoutMs, {
         signal,
         onCompromised: (err) => log.warn(`Sync lock taken over by another process (${err.message}); finishing this run`),
+        onWaited: (ms) => log.info(`Waited ${(ms / 1000).toFixed(1)} s for the sync lock (another full run or a cleanup of this dest held it)`),
       });
     }
     const openDirs = process.getuid?.() !== 0;

@@ -39,6 +39,21 @@ export function permissionAdvice(code: string, message: string, source: string, 
   return null;
 }
 
+/**
+ * What to do about an error, for the result's own message (one line): `permissionAdvice`, a full
+ * disk, a read-only filesystem. `null` when there is nothing to add.
+ */
+export function adviceFor(code: string, message: string, source: string, dest: string): string | null {
+  if (code === 'ENOSPC' && !message.includes('max_user_watches')) {
+    return `hint: the filesystem is full: free space (df -h ${dest}), then sync again; nothing half-written was left`;
+  }
+  if (code === 'EROFS') {
+    const side = quotedPaths(message).some((p) => within(p, source)) && !quotedPaths(message).some((p) => within(p, dest)) ? source : dest;
+    return `hint: ${side} is on a read-only filesystem: remount it read-write (mount -o remount,rw <mount point>; check dmesg for disk errors), then sync again`;
+  }
+  return permissionAdvice(code, message, source, dest);
+}
+
 const sourceAdvice = (who: string, source: string) => `hint: the uploads must be readable by ${who}: chmod -R a+rX ${source}`;
 
 /**

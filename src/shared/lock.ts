@@ -42,19 +42,24 @@ export function lockPath(lockDir: string, dest: string): string {
   return join(lockDir, `${createHash('sha256').update(id).digest('hex').slice(0, 16)}.lock`);
 }
 
+/** A wait for the lock at least this long is told (`onWaited`): it explains a run that started late, and the burst of syncs after it. */
+export const LOCK_WAIT_TOLD_MS = 1000;
+
 /**
- * Takes the lock for `dest`, retrying until `timeoutMs`.
+ * Takes the lock for `dest`, retrying until `timeoutMs`; `onWaited` hears of a wait of
+ * `LOCK_WAIT_TOLD_MS` or more, once the lock is taken.
  * @throws UploadSyncError `ELOCKED` when another process holds it that long; `ERR_ABORTED` on abort.
  */
 export async function acquireLock(
   lockDir: string,
   dest: string,
   timeoutMs: number,
-  { signal, onCompromised }: { signal?: AbortSignal | undefined; onCompromised: (err: Error) => void },
+  { signal, onCompromised, onWaited }: { signal?: AbortSignal | undefined; onCompromised: (err: Error) => void; onWaited?: (ms: number) => void },
 ): Promise<Release> {
   await ensureLockDir(lockDir);
   const path = lockPath(lockDir, dest);
-  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
+  const deadline = started + timeoutMs;
   for (let attempt = 0; ; attempt++) {
     if (signal?.aborted) throw new UploadSyncError('ERR_ABORTED', 'Aborted while waiting for the sync lock');
     try {
@@ -65,6 +70,8 @@ export async function acquireLock(
         retries: 0,
         onCompromised,
       });
+      const waited = Date.now() - started;
+      if (waited >= LOCK_WAIT_TOLD_MS) onWaited?.(waited);
       return async () => {
         try {
           await release();

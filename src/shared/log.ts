@@ -12,6 +12,16 @@ export interface RunLog extends Logger {
   flush(): Promise<void>;
   /** Whether an INFO line goes anywhere: a run of 300,000 copies builds no line that nobody reads. */
   readonly verbose: boolean;
+  /**
+   * An INFO line held back: it goes to `debug` now, and to the log file and the logger only
+   * before the next INFO, WARN or ERROR line of this log (a run's start, told only if the run has
+   * something to tell). A later `hold` replaces it.
+   */
+  hold(message: string): void;
+  /** A line for `DEBUG=upload-sync:*` only (a run that changed nothing, details). */
+  debug(message: string): void;
+  /** Whether a line went to the log file or the logger (held lines that were let out included). */
+  readonly told: boolean;
 }
 
 /** `[YYYY-MM-DD HH:MM:SS] LEVEL: message`, local time as the old scripts' `date` wrote it. */
@@ -19,6 +29,15 @@ export function formatLine(level: Level, message: string, at = new Date()): stri
   const p = (n: number) => String(n).padStart(2, '0');
   const stamp = `${at.getFullYear()}-${p(at.getMonth() + 1)}-${p(at.getDate())} ${p(at.getHours())}:${p(at.getMinutes())}:${p(at.getSeconds())}`;
   return `[${stamp}] ${level}: ${oneLine(message)}\n`;
+}
+
+/**
+ * `[2026-11-29T05:41:32.123Z] LEVEL: message`: what long-running processes (the watcher under PM2)
+ * print on stdout and stderr, each line with its own ISO 8601 UTC time; PM2's own `time` option
+ * is not needed (and would stamp the lines twice).
+ */
+export function stampedLine(level: Level, message: string, at = new Date()): string {
+  return `[${at.toISOString()}] ${level}: ${oneLine(message)}\n`;
 }
 
 /** One event, one line: file names may hold newlines, so control characters are escaped. */
@@ -89,9 +108,11 @@ function debugFor(namespace: string): createDebug.Debugger {
 export function createLog(namespace: string, logFile: string | null, logger: Logger | null): RunLog {
   const debug = debugFor(namespace);
   const sink = logFile === null ? null : sinkFor(logFile);
-  const emit = (level: Level, message: string) => {
-    debug('%s %s', level, message);
-    sink?.write(formatLine(level, message));
+  let held: { message: string; at: Date } | null = null;
+  let told = false;
+  const write = (level: Level, message: string, at: Date) => {
+    told = true;
+    sink?.write(formatLine(level, message, at));
     if (logger) {
       try {
         logger[level === 'INFO' ? 'info' : level === 'WARN' ? 'warn' : 'error'](message);
@@ -100,13 +121,30 @@ export function createLog(namespace: string, logFile: string | null, logger: Log
       }
     }
   };
+  const emit = (level: Level, message: string) => {
+    debug('%s %s', level, message);
+    if (held !== null) {
+      const { message: first, at } = held;
+      held = null;
+      write('INFO', first, at);
+    }
+    write(level, message, new Date());
+  };
   return {
     info: (m) => emit('INFO', m),
     warn: (m) => emit('WARN', m),
     error: (m) => emit('ERROR', m),
+    hold: (m) => {
+      debug('%s %s', 'INFO', m);
+      held = { message: m, at: new Date() };
+    },
+    debug: (m) => debug('%s %s', 'DEBUG', m),
     flush: () => sink?.flush() ?? Promise.resolve(),
     get verbose() {
       return sink !== null || logger !== null || debug.enabled;
+    },
+    get told() {
+      return told;
     },
   };
 }

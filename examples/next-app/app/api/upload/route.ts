@@ -16,6 +16,14 @@ const STATUS: Record<string, number> = {
   ERR_ABORTED: 400, // the client went away: nobody reads this answer, and nothing was kept
 };
 
+/**
+ * One line in the server's log (PM2's web error log): its time (ISO 8601, UTC), and the message
+ * with any newline escaped, never a multi-line object dump.
+ */
+function logLine(level: 'WARN' | 'ERROR', message: string): void {
+  console.error(`[${new Date().toISOString()}] ${level}: ${message.replace(/\r?\n/g, '\\n')}`);
+}
+
 // POST multipart/form-data with the file in the field `file`; answers `{ url, name, size, sync }`
 // (201), or `{ error, code }` with the status above. The body is streamed to disk as it arrives:
 // request.formData() would hold the whole upload in memory first.
@@ -23,12 +31,17 @@ export async function POST(request: Request) {
   try {
     const { files } = await saveMultipart(request, { allowedTypes: 'audio', maxBytes: MAX_BYTES, maxFiles: 1 });
     const saved = files[0]!;
-    // The upload is saved even when the mirror could not be updated: log it, answer 201.
-    if (saved.sync && saved.sync.status !== 'ok' && saved.sync.status !== 'disabled') console.warn('upload-sync:', saved.sync.errors);
+    // The upload is saved even when the mirror could not be updated: log it (one line per error: the
+    // path, the code, the reason and, for a permission error or a full or read-only disk, the fix), answer 201.
+    if (saved.sync && saved.sync.status !== 'ok' && saved.sync.status !== 'disabled') {
+      for (const e of saved.sync.errors) logLine('WARN', `upload-sync: ${saved.name} saved, not mirrored: ${e.path || '(run)'}: ${e.code}: ${e.message}`);
+    }
     return Response.json({ url: saved.url, name: saved.name, size: saved.size, sync: saved.sync?.status ?? null }, { status: 201 });
   } catch (err) {
     if (err instanceof UploadSyncError && err.code in STATUS) return Response.json({ error: err.message, code: err.code }, { status: STATUS[err.code] });
-    console.error('upload failed:', err);
+    // One line: the code and message, and where it was thrown (the stack's first frame).
+    const where = err instanceof Error ? (err.stack?.split('\n').find((l) => l.trimStart().startsWith('at ')) ?? '').trim() : '';
+    logLine('ERROR', `upload failed: ${err instanceof UploadSyncError ? `${err.code}: ` : ''}${err instanceof Error ? err.message : String(err)}${where ? ` (${where})` : ''}`);
     return Response.json({ error: 'The upload failed on the server', code: err instanceof UploadSyncError ? err.code : 'ERR_INTERNAL' }, { status: 500 });
   }
 }
