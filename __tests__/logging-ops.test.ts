@@ -15,7 +15,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createWatcher, syncUploads, type UploadWatcher } from '../src/index.js';
 import { saveMultipart, saveUpload } from '../src/next.js';
 import { acquireLock } from '../src/shared/lock.js';
-import { CLI, cleanEnv, exists, run, runCli, tempProject, waitFor, writeTree } from './helpers.js';
+import { CLI, cleanEnv, exists, ROOT, run, runCli, tempProject, waitFor, writeTree } from './helpers.js';
 
 /** The old scripts' line: `[YYYY-MM-DD HH:MM:SS] LEVEL: message`. */
 const LINE = /^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\] (INFO|WARN|ERROR): \S/;
@@ -287,6 +287,9 @@ describe('upload-sync check --strict: a health check', () => {
     expect(healthOf(behind.stdout)).toMatchObject({ ok: false, behind: 1, toDelete: 0 });
     expect(behind.stderr).toMatch(/^upload-sync: not healthy: 1 file to copy \(changed over 60 s ago\); to fix: run 'upload-sync sync'/m);
     expect((await runCli(['check', '--root', p.root], { env: p.env })).code).toBe(0); // not a health check without --strict
+    // A dry run's lines in the log file say what it would do, never that it did.
+    expect((await linesOf(p.logFile)).map(message)).toContain('Would copy albums/late.mp3 (4 B)');
+    expect((await linesOf(p.logFile)).map(message)).not.toContain('Copied albums/late.mp3 (4 B)');
     expect((await runCli(['check', '--root', p.root, '--strict'], { env: p.env })).code).toBe(1);
 
     // With --delete, a file the mirror should no longer have.
@@ -318,5 +321,40 @@ describe('upload-sync check --strict: a health check', () => {
     // A sync removes it; then healthy.
     expect((await runCli(['sync', '--root', p.root], { env: p.env })).code).toBe(0);
     expect((await check(p)).code).toBe(0);
+  });
+});
+
+describe("the PM2 example's health check", () => {
+  test('upload-sync-health.cron, as written: a mirror behind goes to syslog with the reason, the JSON stays for a monitor; in sync, nothing', async () => {
+    const p = project();
+    const cron = await readFile(join(ROOT, 'examples', 'pm2', 'upload-sync-health.cron'), 'utf8');
+    const entries = cron.split('\n').filter((l) => /^[*\d]/.test(l));
+    expect(entries).toHaveLength(1);
+    const fields = entries[0]!.split(/\s+/);
+    expect(fields.slice(0, 5)).toEqual(['*/5', '*', '*', '*', '*']);
+    // The line's command, in this test's folders: the project, /var/tmp, and `logger` (syslog) recorded.
+    const tmp = join(p.root, 'var-tmp');
+    const bin = join(p.root, 'bin');
+    const command = fields.slice(6).join(' ').replaceAll('/srv/app', p.root).replaceAll('/var/tmp', tmp);
+    await writeTree(p.root, {
+      'node_modules/.bin/upload-sync': `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} "$@"\n`,
+      'bin/logger': `#!/bin/sh\nprintf '%s\\n' "$*" >> ${JSON.stringify(join(p.root, 'syslog'))}\n`,
+    });
+    await mkdir(tmp);
+    execFileSync('chmod', ['+x', join(p.root, 'node_modules/.bin/upload-sync'), join(bin, 'logger')]);
+    const env = { ...p.env, PATH: `${bin}:${process.env.PATH}` };
+    const health = async () => (JSON.parse(await readFile(join(tmp, 'upload-sync-health.json'), 'utf8')) as { health: { ok: boolean } }).health;
+
+    await writeTree(p.source, { 'a.mp3': 'a' });
+    await utimes(join(p.source, 'a.mp3'), HOUR_AGO(), HOUR_AGO());
+    expect((await run('sh', ['-c', command], { env })).code).toBe(0);
+    expect(await health()).toMatchObject({ ok: false, behind: 1 });
+    expect(await readFile(join(p.root, 'syslog'), 'utf8')).toMatch(/^-t upload-sync -p user\.err mirror not healthy: upload-sync: not healthy: 1 file to copy \(changed over 60 s ago\); to fix: /);
+
+    expect((await runCli(['sync', '--root', p.root], { env: p.env })).code).toBe(0);
+    await rm(join(p.root, 'syslog'));
+    expect((await run('sh', ['-c', command], { env })).code).toBe(0);
+    expect(await health()).toMatchObject({ ok: true, behind: 0 });
+    expect(await exists(join(p.root, 'syslog'))).toBe(false);
   });
 });

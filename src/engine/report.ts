@@ -68,7 +68,7 @@ export class Report {
   copied(job: CopyJob): void {
     (job.update ? this.result.updated : this.result.copied).push(job.rel);
     this.result.bytes += job.src.size;
-    if (this.log.verbose) this.log.info(`${job.update ? 'Updated' : 'Copied'} ${job.rel} (${formatBytes(job.src.size)})`);
+    if (this.log.verbose) this.log.info(`${this.result.dryRun ? (job.update ? 'Would update' : 'Would copy') : job.update ? 'Updated' : 'Copied'} ${job.rel} (${formatBytes(job.src.size)})`);
     this.done(job);
   }
 
