@@ -218,6 +218,26 @@ disk('the watcher on a disk that fails, then works again', () => {
     for (const l of failed) expect(l).toMatch(/EROFS: .*read-only file system.*\(hint: .* is on a read-only filesystem: remount it read-write/);
   });
 
+  test('upload-sync sync on a read-only dest: one stderr line per file with its hint, one to-fix line, one ERROR line per file in the log file', async () => {
+    const p = project();
+    await writeTree(p.source, { 'a.mp3': 'a', 'b/c.mp3': 'c' });
+    await mountDest(p.dest, 'size=1m,mode=755');
+    execFileSync('mount', ['-o', 'remount,ro', p.dest], { stdio: 'pipe' });
+    const r = await runCli(['sync', '--root', p.root], { env: p.env });
+    expect(r.code).toBe(1);
+    const stderr = r.stderr.trimEnd().split('\n');
+    // (The folder b and the two files: each an error entry.)
+    expect(stderr.filter((l) => l.startsWith('upload-sync: to fix: '))).toEqual([
+      `upload-sync: to fix: the filesystem of ${p.dest} is read-only (3 paths not written; a disk error can make Linux remount it so). Check dmesg, remount it read-write (sudo mount -o remount,rw <mount point>), then sync again: nothing half-written was left.`,
+    ]);
+    const errorLines = stderr.filter((l) => / EROFS: /.test(l));
+    expect(errorLines).toHaveLength(3);
+    for (const l of errorLines) expect(l).toMatch(/^upload-sync: (a\.mp3|b|b\/c\.mp3): EROFS: .*\(hint: .* is on a read-only filesystem: remount it read-write/);
+    const failed = (await linesOf(p.logFile)).filter((l) => / ERROR: Failed /.test(l));
+    expect(failed.map((l) => /Failed (\S+):/.exec(l)![1]).sort()).toEqual(['a.mp3', 'b', 'b/c.mp3']);
+    for (const l of failed) expect(l).toMatch(/: EROFS: .*\(hint: .* is on a read-only filesystem: remount it read-write/);
+  });
+
   test('full: ENOSPC with the fix, "will retry", then "recovered" once space is freed', async () => {
     const p = project();
     const big = Buffer.alloc(256 * 1024, 7);

@@ -169,6 +169,10 @@ describe('PM2: the upload-watcher app of examples/pm2', () => {
     expect(out).toContain('ready: watching with native events');
     expect(out).toContain('SIGINT: finishing the copy in flight');
     expect(out).toContain('stopped'); // the SIGINT handler ran to its end: no SIGKILL
+    // Each line stamped once, by the script (ISO 8601, UTC; PM2's `time` is off); no line for a sync that found nothing to do.
+    const outLines = out.trimEnd().split('\n');
+    for (const line of outLines) expect(line).toMatch(/^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] (INFO|WARN|ERROR): \S/);
+    expect(outLines.filter((l) => l.includes('nothing to copy'))).toEqual([]);
     expect(await readFile(join(p.root, 'logs', 'upload-watcher.err.log'), 'utf8')).toBe('');
   });
 

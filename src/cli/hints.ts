@@ -129,7 +129,7 @@ export async function hintsFor(paths: HintPaths, errors: readonly ErrorEntry[]):
     hints.push({
       kind: 'readonly',
       text:
-        `to fix: the filesystem of ${dest} is read-only (${readOnly === 1 ? '1 file' : `${readOnly} files`} not written; a disk error can make Linux remount it so). ` +
+        `to fix: the filesystem of ${dest} is read-only (${readOnly === 1 ? '1 path' : `${readOnly} paths`} not written; a disk error can make Linux remount it so). ` +
         'Check dmesg, remount it read-write (sudo mount -o remount,rw <mount point>), then sync again: nothing half-written was left.',
     });
   }
