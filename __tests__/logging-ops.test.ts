@@ -378,3 +378,50 @@ describe("the PM2 example's health check", () => {
     expect(await exists(join(p.root, 'syslog'))).toBe(false);
   });
 });
+
+describe("the example upload route's lines in the web log", () => {
+  test('a sync that failed: one stamped WARN line per error entry, never an object dump; an unexpected failure: one stamped ERROR line', async () => {
+    const p = project();
+    // The example imports 'upload-sync/next', as an app does: here, this package's source.
+    jest.unstable_mockModule('upload-sync/next', () => import('../src/next.js'), { virtual: true });
+    // (A path in a variable: the type check of this project does not follow it into the example's own project.)
+    const route = '../examples/next-app/app/api/upload/route.js';
+    const { POST } = (await import(route)) as { POST: (request: Request) => Promise<Response> };
+    const saved = { ...process.env };
+    Object.assign(process.env, { UPLOAD_SYNC_ROOT: p.root, ENABLE_UPLOAD_SYNC: 'true', UPLOAD_SYNC_LOCK_DIR: p.lockDir });
+    const printed: unknown[][] = [];
+    const spies = (['error', 'warn', 'log'] as const).map((m) => jest.spyOn(console, m).mockImplementation((...args: unknown[]) => void printed.push(args)));
+    const post = () => {
+      const body = new FormData();
+      body.append('file', new File([Buffer.from('song')], 'song.mp3', { type: 'audio/mpeg' }));
+      return POST(new Request('http://localhost/api/upload', { method: 'POST', body }));
+    };
+    try {
+      // The mirror's place is taken by a file: the upload is saved, its sync fails as a whole.
+      await writeTree(p.root, { '.next/standalone/public/uploads': 'not a folder' });
+      const res = await post();
+      expect(res.status).toBe(201);
+      expect(((await res.json()) as { sync: string }).sync).toBe('failed');
+      expect(printed).toHaveLength(1);
+      expect(printed[0]).toHaveLength(1);
+      expect(printed[0]![0]).toMatch(STAMPED);
+      expect(printed[0]![0]).toMatch(/\] WARN: upload-sync: [0-9a-f-]+\.mp3 saved, not mirrored: \(run\): ERR_TYPE_CONFLICT: Dest .* exists and is not a folder$/);
+
+      // The uploads folder cannot be made (public is a file): a 500, and one ERROR line with where it was thrown.
+      printed.length = 0;
+      await rm(join(p.root, 'public'), { recursive: true });
+      await writeTree(p.root, { public: 'not a folder' });
+      const broken = await post();
+      expect(broken.status).toBe(500);
+      expect(printed).toHaveLength(1);
+      expect(printed[0]).toHaveLength(1);
+      expect(printed[0]![0]).toMatch(STAMPED);
+      expect(printed[0]![0]).toMatch(/\] ERROR: upload failed: ENOTDIR: not a directory, mkdir '.*\/public\/uploads' \(at .*\)$/);
+      expect(String(printed[0]![0])).not.toContain('\n');
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+      for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+      Object.assign(process.env, saved);
+    }
+  });
+});

@@ -39,9 +39,12 @@ export async function POST(request: Request) {
     return Response.json({ url: saved.url, name: saved.name, size: saved.size, sync: saved.sync?.status ?? null }, { status: 201 });
   } catch (err) {
     if (err instanceof UploadSyncError && err.code in STATUS) return Response.json({ error: err.message, code: err.code }, { status: STATUS[err.code] });
-    // One line: the code and message, and where it was thrown (the stack's first frame).
-    const where = err instanceof Error ? (err.stack?.split('\n').find((l) => l.trimStart().startsWith('at ')) ?? '').trim() : '';
-    logLine('ERROR', `upload failed: ${err instanceof UploadSyncError ? `${err.code}: ` : ''}${err instanceof Error ? err.message : String(err)}${where ? ` (${where})` : ''}`);
+    // One line: the code, the message, and where it was thrown (the stack's first frame, when it has one).
+    const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; message?: unknown; stack?: unknown };
+    const message = typeof e.message === 'string' ? e.message : String(err);
+    const code = typeof e.code === 'string' && !message.startsWith(e.code) ? `${e.code}: ` : '';
+    const where = typeof e.stack === 'string' ? e.stack.split('\n').find((l) => l.trimStart().startsWith('at '))?.trim() : undefined;
+    logLine('ERROR', `upload failed: ${code}${message}${where ? ` (${where})` : ''}`);
     return Response.json({ error: 'The upload failed on the server', code: err instanceof UploadSyncError ? err.code : 'ERR_INTERNAL' }, { status: 500 });
   }
 }
