@@ -74,4 +74,17 @@ d('upload-sync sync with a bucket (the built CLI)', () => {
     expect(cleanup.code).toBe(2);
     expect(cleanup.stderr).toMatch(/option `dest`.*a folder/);
   });
+
+  test('the log file: a push that copies tells its start, files and summary; a push that changes nothing writes nothing', async () => {
+    const logFile = join(tmp, 'logs', 'push.log');
+    const logEnv = { ...cliEnv, UPLOAD_SYNC_LOG_FILE: logFile };
+    const prefix = `${url}/log-test`; // (inside the bucket prefix that afterAll empties)
+    expect((await runCli(['sync', '--source', join(tmp, 'src'), '--dest', prefix], { env: logEnv })).code).toBe(0);
+    const first = readFileSync(logFile, 'utf8').trimEnd().split('\n');
+    for (const line of first) expect(line).toMatch(/^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] (INFO|WARN|ERROR): \S/);
+    expect(first[0]).toMatch(/INFO: Push started: .* -> s3:\/\/.* \(full\)$/);
+    expect(first[first.length - 1]).toMatch(/INFO: Sync ok: 2 copied/);
+    expect((await runCli(['sync', '--source', join(tmp, 'src'), '--dest', prefix], { env: logEnv })).code).toBe(0);
+    expect(readFileSync(logFile, 'utf8').trimEnd().split('\n')).toEqual(first);
+  });
 });

@@ -31,7 +31,8 @@ export async function runBucketOnce(config: SyncConfig, request: RunRequest): Pr
   const log = createLog('sync', config.logFile, config.logger);
   const report = new Report(log, config, config.dryRun, request.onProgress);
   const what = request.files === null ? 'full' : `${request.files.length} path${request.files.length === 1 ? '' : 's'}`;
-  log.info(`${push ? 'Push' : 'Pull'} started${config.dryRun ? ' (dry run)' : ''}: ${config.source} -> ${config.dest} (${what})`);
+  // Held, as a local run's start: told only before the run's first line, so a push or pull that changes nothing writes nothing.
+  log.hold(`${push ? 'Push' : 'Pull'} started${config.dryRun ? ' (dry run)' : ''}: ${config.source} -> ${config.dest} (${what})`);
   // The caller's signal gets one listener; the run's own gets one per request in flight (the
   // pools' and each request's), more than EventTarget's default warning of 10.
   const inner = new AbortController();
@@ -53,6 +54,7 @@ export async function runBucketOnce(config: SyncConfig, request: RunRequest): Pr
       release = await acquireLock(config.lockDir, config.dest, config.lockTimeoutMs, {
         signal,
         onCompromised: (err) => log.warn(`Sync lock taken over by another process (${err.message}); finishing this run`),
+        onWaited: (ms) => log.info(`Waited ${(ms / 1000).toFixed(1)} s for the sync lock (another full run of this ${push ? 'bucket' : 'dest'} held it)`),
       });
     }
     store = await storeFromConfig(bucket.store);
