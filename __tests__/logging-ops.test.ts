@@ -235,6 +235,8 @@ disk('the watcher on a disk that fails, then works again', () => {
     for (const l of errorLines) expect(l).toMatch(/^upload-sync: (a\.mp3|b|b\/c\.mp3): EROFS: .*\(hint: .* is on a read-only filesystem: remount it read-write/);
     const failed = (await linesOf(p.logFile)).filter((l) => / ERROR: Failed /.test(l));
     expect(failed.map((l) => /Failed (\S+):/.exec(l)![1]).sort()).toEqual(['a.mp3', 'b', 'b/c.mp3']);
+    // The summary of a run that failed never reads "nothing to copy".
+    expect(r.stdout).toMatch(/^Failed: .*: nothing copied, 0 unchanged, 3 errors in /);
     for (const l of failed) expect(l).toMatch(/: EROFS: .*\(hint: .* is on a read-only filesystem: remount it read-write/);
   });
 

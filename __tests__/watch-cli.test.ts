@@ -140,4 +140,6 @@ test('the one line per sync names the codes of its errors (a shutdown\'s ERR_ABO
   expect(describeSync(result([['c.mp3', 'EACCES'], ['d.mp3', 'ERR_CHANGED'], ['e.mp3', 'EACCES']]))).toBe(
     'Synced in part: copied 2 files (2.0 kB), 3 unchanged, 3 errors (EACCES ×2, ERR_CHANGED) in 12 ms: a.mp3, b.mp3',
   );
+  // A failed sync copied nothing; it never reads "nothing to copy".
+  expect(describeSync({ ...result([['', 'EROFS']]), status: 'failed', copied: [], bytes: 0 })).toBe('Sync failed: nothing copied, 3 unchanged, 1 error (EROFS) in 12 ms');
 });

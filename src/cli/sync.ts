@@ -196,7 +196,8 @@ function syncParts(r: SyncResult): string[] {
   const copied = r.copied.length + r.updated.length;
   const errors = realErrors(r.errors).length;
   return [
-    copied === 0 ? 'nothing to copy' : `${r.dryRun ? 'would copy' : 'copied'} ${files(copied)} (${formatBytes(r.bytes)})`,
+    // A run with errors copied nothing: it does not say there was nothing to copy.
+    copied === 0 ? (errors > 0 && !r.dryRun ? 'nothing copied' : 'nothing to copy') : `${r.dryRun ? 'would copy' : 'copied'} ${files(copied)} (${formatBytes(r.bytes)})`,
     r.updated.length > 0 ? `${r.updated.length} of them updated` : '',
     r.deleted.length > 0 ? `${r.dryRun ? 'would delete' : 'deleted'} ${files(r.deleted.length)}` : '',
     `${r.unchanged} unchanged`,

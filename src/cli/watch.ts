@@ -169,7 +169,7 @@ export function describe(r: SyncResult): string {
   const files = (n: number) => `${n} file${n === 1 ? '' : 's'}`;
   const changed = [...r.copied, ...r.updated];
   const parts = [
-    changed.length === 0 ? 'nothing to copy' : `copied ${files(changed.length)} (${formatBytes(r.bytes)})`,
+    changed.length === 0 ? (r.errors.length > 0 ? 'nothing copied' : 'nothing to copy') : `copied ${files(changed.length)} (${formatBytes(r.bytes)})`,
     r.deleted.length > 0 ? `deleted ${files(r.deleted.length)}` : '',
     `${r.unchanged} unchanged`,
     r.filtered > 0 ? `${files(r.filtered)} left out by the extension filter` : '',
