@@ -53,7 +53,7 @@ ${COMMON_HELP}
 Examples:
   upload-sync watch
   ENABLE_UPLOAD_SYNC=true upload-sync watch --stable-ms 2000
-  pm2 start ecosystem.config.cjs --only upload-watcher   (see examples/pm2)`,
+  pm2 start ecosystem.config.cjs --only upload-watcher   (see the README's "PM2", and examples/pm2 in the package)`,
   options: {
     ...PATH_OPTIONS,
     delete: { type: 'boolean' },
