@@ -47,7 +47,12 @@ afterAll(async () => {
   test('upload-sync is installed as a copy of the package, not a link into the repository', async () => {
     const installed = join(app, 'node_modules', 'upload-sync');
     expect((await lstat(installed)).isSymbolicLink()).toBe(false);
-    expect((await readdir(installed)).sort()).toEqual(['CHANGELOG.md', 'LICENSE', 'README.md', 'dist', 'package.json']);
+    // What the package ships (its `files`, by top-level name) and package.json: no src/, no __tests__/.
+    const { files } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { files: string[] };
+    const shipped = [...new Set([...files.map((f) => f.split('/')[0]!), 'package.json'])].sort();
+    expect(shipped).toEqual(expect.arrayContaining(['README.md', 'dist']));
+    expect(shipped).not.toContain('src');
+    expect((await readdir(installed)).sort()).toEqual(shipped);
   });
 
   test('the standalone output is the app alone: server.js at its top, nothing of the repository traced in', async () => {
