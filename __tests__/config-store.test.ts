@@ -2,21 +2,11 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from '@jest/globals';
-import { resolveCleanupConfig, resolveServeConfig, resolveSyncConfig, resolveWatchConfig, UploadSyncError } from '../src/index.js';
+import { resolveCleanupConfig, resolveServeConfig, resolveSyncConfig, resolveWatchConfig } from '../src/index.js';
+import { configError } from './helpers.js';
 import { resolveStore } from '../src/config/store.js';
 
 const root = join(tmpdir(), 'upload-sync-config-store-test');
-
-function configError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(UploadSyncError);
-    expect((err as UploadSyncError).code).toBe('ERR_CONFIG');
-    return (err as Error).message;
-  }
-  throw new Error('expected ERR_CONFIG, nothing was thrown');
-}
 
 const AWS = { AWS_ENDPOINT_URL: 'http://127.0.0.1:7480', AWS_REGION: 'eu-west-3', AWS_ACCESS_KEY_ID: 'AK', AWS_SECRET_ACCESS_KEY: 'SK' };
 

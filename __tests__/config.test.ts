@@ -1,23 +1,12 @@
 import { homedir, tmpdir } from 'node:os';
 import { join, parse } from 'node:path';
 import { describe, expect, test } from '@jest/globals';
-import { isSyncEnabled, resolveConfig, UploadSyncError, AUDIO_EXTENSIONS } from '../src/index.js';
+import { isSyncEnabled, resolveConfig, AUDIO_EXTENSIONS } from '../src/index.js';
+import { configError } from './helpers.js';
 import { parseExtensions, parseMode } from '../src/config/parse.js';
 import { resolveRoot } from '../src/config/paths.js';
 
 const root = join(tmpdir(), 'upload-sync-config-test');
-
-/** The `ERR_CONFIG` message of a call that must throw. */
-function configError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(UploadSyncError);
-    expect((err as UploadSyncError).code).toBe('ERR_CONFIG');
-    return (err as Error).message;
-  }
-  throw new Error('expected ERR_CONFIG, nothing was thrown');
-}
 
 describe('isSyncEnabled: the old scripts\' rule', () => {
   test.each<[Record<string, string>, boolean]>([

@@ -3,6 +3,8 @@ import { mkdtempSync, realpathSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { expect } from '@jest/globals';
+import { UploadSyncError } from '../src/shared/errors.js';
 
 /** The repository root (tests run from it). */
 export const ROOT = resolve(process.cwd());
@@ -114,4 +116,16 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
     if (!/UPLOAD_SYNC|^NODE_ENV$|^DEBUG$/.test(k)) env[k] = v;
   }
   return { ...env, ...extra };
+}
+
+/** The `ERR_CONFIG` message of a call that must throw. */
+export function configError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(UploadSyncError);
+    expect((err as UploadSyncError).code).toBe('ERR_CONFIG');
+    return (err as Error).message;
+  }
+  throw new Error('expected ERR_CONFIG, nothing was thrown');
 }

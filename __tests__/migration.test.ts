@@ -16,6 +16,7 @@ import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cleanEnv, exists, readTree, ROOT, run, tempProject, waitFor, writeTree, type RunResult } from './helpers.js';
+import { prng } from './reliability-helpers.js';
 
 /** The shell block of "The move, step by step", as the README shows it. */
 async function moveSteps(): Promise<string> {
@@ -37,18 +38,6 @@ const PM2 = join(ROOT, 'node_modules', '.bin', 'pm2');
 const HAS_PM2 = existsSync(PM2);
 /** What the stand-in `next build` writes as the standalone server: a process that stays up under PM2. */
 const SERVER_JS = 'setInterval(() => {}, 1 << 30); // the standalone server\n';
-
-/** mulberry32: a small seeded generator, so a failure replays with the same tree. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Where = 'both' | 'both-touched' | 'source-only' | 'mirror-only';
 interface Upload {
@@ -74,7 +63,7 @@ const LAYOUTS: Layout[] = [
 
 /** Generated uploads: names with spaces and accents, nested folders, empty and 1 MiB files, old dates. */
 function generateUploads({ seed, kinds }: Layout): Upload[] {
-  const rnd = seeded(seed);
+  const rnd = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const folders = ['', 'singles', 'albums/Night Drive', 'albums/Café del Mar', 'artists/ayu/2024/live', 'covers'];
   const now = Math.floor(Date.now() / 1000);
@@ -371,7 +360,7 @@ describe('the old cleanup rule, compared with find -mtime +30 -delete', () => {
   async function oldMirror() {
     const p = tempProject('upload-sync-move-find-');
     projects.push(p);
-    const rnd = seeded(30);
+    const rnd = prng(30);
     const now = Date.now() / 1000;
     const ages: Record<string, number> = {};
     for (let i = 0; i < 60; i++) {
