@@ -17,9 +17,9 @@ import type { DeleteGuard } from '../shared/delete-guard.js';
 import { UploadSyncError, errorCode } from '../shared/errors.js';
 import { parseMtime } from '../store/keys.js';
 import type { GetFn } from '../store/lean.js';
+import { executeBatches } from './execute.js';
 import { objectInfo, type BucketBatch } from './plan.js';
 import type { PullLeftovers } from './plan-pull.js';
-import { Pool } from './pool.js';
 
 export interface PullDeps {
   /** The lean GET of src/store/lean.ts, or `S3Store.get`. */
@@ -38,28 +38,18 @@ export interface PullDeps {
 }
 
 export async function executePull(d: PullDeps, batches: AsyncIterable<BucketBatch>, leftovers: PullLeftovers): Promise<void> {
-  const pool = new Pool(d.concurrency);
-  try {
-    for await (const { actions, found } of batches) {
-      d.report.absorb(found);
-      if (!d.dryRun) removeDeadTemps(d, found.temps);
-      const jobs: CopyJob[] = [];
-      for (const action of actions) {
-        if (d.signal?.aborted) break;
-        if (action.type === 'copy') jobs.push(action.job);
-        else remove(d, action.rel);
-      }
-      if (d.signal?.aborted) break;
-      d.report.planned(jobs);
-      for (const job of jobs) {
-        if (d.signal?.aborted) break;
-        if (d.dryRun) d.report.copied(job);
-        else await pool.add(() => getObject(d, job));
-      }
-    }
-  } finally {
-    await pool.drain();
-  }
+  const side = { report: d.report, concurrency: d.concurrency, dryRun: d.dryRun, signal: d.signal };
+  await executeBatches(
+    {
+      ...side,
+      found: (found) => {
+        if (!d.dryRun) removeDeadTemps(d, found.temps);
+      },
+      remove: (rel) => remove(d, rel),
+      transfer: (job) => getObject(d, job),
+    },
+    batches,
+  );
   if (d.signal?.aborted) return;
   // Deepest first, so a folder emptied by the removal of its subfolders goes too.
   for (const rel of [...leftovers.prune].sort((a, b) => b.split('/').length - a.split('/').length)) {

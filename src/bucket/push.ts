@@ -18,9 +18,9 @@ import { contentTypeOf } from '../next/mime.js';
 import { UploadSyncError, errorCode } from '../shared/errors.js';
 import type { PutSmallFn } from '../store/lean.js';
 import type { S3Store } from '../store/s3-store.js';
+import { executeBatches } from './execute.js';
 import type { BucketGuard } from './guard.js';
 import type { BucketBatch } from './plan.js';
-import { Pool } from './pool.js';
 
 const ATTEMPTS = 3;
 const RETRY_PAUSE_MS = 50;
@@ -41,27 +41,8 @@ export interface PushDeps {
 }
 
 export async function executePush(d: PushDeps, batches: AsyncIterable<BucketBatch>): Promise<void> {
-  const pool = new Pool(d.concurrency);
-  try {
-    for await (const { actions, found } of batches) {
-      d.report.absorb(found);
-      const jobs: CopyJob[] = [];
-      for (const action of actions) {
-        if (d.signal?.aborted) break;
-        if (action.type === 'copy') jobs.push(action.job);
-        else await admit(d, action.rel);
-      }
-      if (d.signal?.aborted) break;
-      d.report.planned(jobs);
-      for (const job of jobs) {
-        if (d.signal?.aborted) break;
-        if (d.dryRun) d.report.copied(job);
-        else await pool.add(() => putFile(d, job));
-      }
-    }
-  } finally {
-    await pool.drain();
-  }
+  const side = { report: d.report, concurrency: d.concurrency, dryRun: d.dryRun, signal: d.signal };
+  await executeBatches({ ...side, remove: (rel) => admit(d, rel), transfer: (job) => putFile(d, job) }, batches);
   await flush(d);
 }
 
