@@ -3,7 +3,7 @@
  * so in-process calls pass `force` (except the test of the enable rule).
  */
 import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
-import { renameSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cleanupOld, syncUploads, type CleanupOptions, type CleanupResult } from '../src/index.js';
@@ -204,6 +204,24 @@ describe('refusals', () => {
     const r = await clean({ logger });
     expect(r).toMatchObject({ status: 'failed', removed: ['a.mp3'] });
     expect(r.errors.map((e) => e.code)).toEqual(['ERR_SOURCE_EMPTY']);
+    expect(Object.keys(await readTree(p.dest))).toEqual(['b.mp3', 'c.mp3']);
+  });
+
+  test('a source replaced during the run (an unmount that leaves the empty mount point) stops it at the next orphan', async () => {
+    await writeTree(p.source, { 'keep.mp3': 'x' });
+    await writeAged(p.dest, { 'a.mp3': 40, 'b.mp3': 40, 'c.mp3': 40 });
+    const logger = {
+      info: (m: string) => {
+        if (!m.startsWith('Removed orphan a.mp3')) return;
+        renameSync(p.source, `${p.source}-unmounted`);
+        mkdirSync(p.source); // the mount point: same path, another (empty) folder
+      },
+      warn() {},
+      error() {},
+    };
+    const r = await clean({ logger });
+    expect(r).toMatchObject({ status: 'failed', removed: ['a.mp3'] });
+    expect(r.errors).toEqual([expect.objectContaining({ code: 'ERR_SOURCE_EMPTY', message: expect.stringContaining('changed during the cleanup') })]);
     expect(Object.keys(await readTree(p.dest))).toEqual(['b.mp3', 'c.mp3']);
   });
 
