@@ -1,9 +1,9 @@
-import { resolveWatchConfig } from '../config/config.js';
+import { resolveWatchConfig, type WatchConfig } from '../config/config.js';
 import { parseInteger } from '../config/parse.js';
 import { withCode } from '../shared/errors.js';
 import { formatBytes, stampedLine, type Level } from '../shared/log.js';
 import type { SyncResult, WatcherOptions } from '../shared/options.js';
-import { createWatcher, type WatcherError } from '../watch/watcher.js';
+import { createWatcher, type UploadWatcher, type WatcherError } from '../watch/watcher.js';
 import { hintsFor, type HintKind } from './hints.js';
 import { createProgressLine } from './progress.js';
 import { COMMON_HELP, EXIT, PATH_OPTIONS, formatDuration, pathOptions, showPath, type Command, type Values } from './shared.js';
@@ -66,28 +66,10 @@ Examples:
 };
 
 async function runWatch(values: Values): Promise<number> {
-  const options: WatcherOptions = { ...pathOptions(values) };
-  if (values.delete) options.delete = true;
-  if (values.polling) options.usePolling = true;
-  if (values.force) options.force = true;
-  for (const [flag, key] of TIMINGS) {
-    const value = values[flag];
-    if (typeof value === 'string') options[key] = parseInteger(value, { name: `--${flag}`, isEnv: false }, { unit: ' of milliseconds' });
-  }
+  const options = watchOptions(values);
   const json = Boolean(values.json);
-  // On a terminal, the first sync (minutes on a fresh mirror) shows its progress, as `sync` does;
-  // the line is erased for good before the first message (the first sync's own line among them).
-  let progress = !json && process.stderr.isTTY ? createProgressLine(process.stderr) : null;
-  if (progress) options.onProgress = progress.update;
-  const say = (level: Level, message: string) => {
-    progress?.done();
-    progress = null;
-    // Each line with its own time (ISO 8601, UTC): PM2's out and error logs have none of their own.
-    (json || level !== 'INFO' ? process.stderr : process.stdout).write(stampedLine(level, message));
-  };
-
+  const say = sayer(json, options);
   const config = resolveWatchConfig(options); // a configuration error throws here: exit 2
-  const { source } = config;
   const watcher = createWatcher(options);
   if (!watcher.enabled) {
     say('INFO', 'Sync is disabled by the environment (DISABLE_UPLOAD_SYNC=true, or neither NODE_ENV=production nor ENABLE_UPLOAD_SYNC=true); not watching. Pass --force to watch anyway.');
@@ -103,9 +85,57 @@ async function runWatch(values: Values): Promise<number> {
     // under load those were most of the lines. DEBUG=upload-sync:* still has each run.
     else if (!changedNothing(result)) say(result.status === 'ok' ? 'INFO' : 'WARN', describe(result));
   });
-  // What to do about a permission problem or a full disk: said once per kind, however often it recurs.
+  watcher.on('error', errorTeller(config, say));
+  const signal = firstSignal();
+  void watcher.ready.then(() => {
+    if (!stopping) tellReady(watcher, config.source, say);
+  });
+
+  const received = await signal;
+  stopping = true;
+  say('INFO', `Stopping (${received}): finishing the sync in flight`);
+  await watcher.close();
+  clearInterval(keepAlive);
+  say('INFO', 'Stopped');
+  // A parent's IPC channel (PM2) must not keep the process from exiting.
+  process.channel?.unref();
+  return EXIT.OK;
+}
+
+type Say = (level: Level, message: string) => void;
+
+function watchOptions(values: Values): WatcherOptions {
+  const options: WatcherOptions = { ...pathOptions(values) };
+  if (values.delete) options.delete = true;
+  if (values.polling) options.usePolling = true;
+  if (values.force) options.force = true;
+  for (const [flag, key] of TIMINGS) {
+    const value = values[flag];
+    if (typeof value === 'string') options[key] = parseInteger(value, { name: `--${flag}`, isEnv: false }, { unit: ' of milliseconds' });
+  }
+  return options;
+}
+
+/**
+ * How the watcher's lines are written: each with its own time (ISO 8601, UTC), since PM2's out and
+ * error logs have none of their own. On a terminal, the first sync (minutes on a fresh mirror) shows
+ * its progress through `options.onProgress`, as `sync` does; the line is erased for good before the
+ * first message (the first sync's own line among them).
+ */
+function sayer(json: boolean, options: WatcherOptions): Say {
+  let progress = !json && process.stderr.isTTY ? createProgressLine(process.stderr) : null;
+  if (progress) options.onProgress = progress.update;
+  return (level, message) => {
+    progress?.done();
+    progress = null;
+    (json || level !== 'INFO' ? process.stderr : process.stdout).write(stampedLine(level, message));
+  };
+}
+
+/** Tells each watcher error; what to do about a permission problem or a full disk is said once per kind, however often it recurs. */
+function errorTeller(config: WatchConfig, say: Say): (err: WatcherError) => void {
   const hinted = new Set<HintKind>();
-  watcher.on('error', (err: WatcherError) => {
+  return (err) => {
     say('ERROR', withCode(err.code, err.message));
     if (!['EACCES', 'EPERM', 'ENOSPC', 'EROFS'].includes(err.code)) return;
     // The watch limit (also ENOSPC) carries its own advice (fs.inotify.max_user_watches): not a full disk.
@@ -120,11 +150,13 @@ async function runWatch(values: Values): Promise<number> {
       },
       () => undefined,
     );
-  });
+  };
+}
 
-  const signal = new Promise<NodeJS.Signals>((resolve) => {
+/** The first SIGINT or SIGTERM; a second one ends the process at once, the default way. */
+function firstSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
     const onSignal = (name: NodeJS.Signals) => {
-      // A second signal ends the process at once, the default way.
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
       resolve(name);
@@ -132,31 +164,20 @@ async function runWatch(values: Values): Promise<number> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+}
 
-  void watcher.ready.then(() => {
-    if (stopping) return;
-    const s = watcher.stats();
-    const how = s.mode === 'off' ? 'not watching (see the errors above), reconciling only' : s.mode === 'native' ? 'native events' : 'polling';
-    say('INFO', `Ready: watching ${showPath(source)} (${how}${s.sourcePresent ? '' : ', waiting for the folder to exist'})`);
-    // PM2's wait_ready: the process is online once the first sync is done.
-    if (typeof process.send === 'function') {
-      try {
-        process.send('ready', undefined, undefined, () => undefined);
-      } catch {
-        // The IPC channel is closed: nobody waits for it.
-      }
+/** The ready line, and PM2's wait_ready: the process is online once the first sync is done. */
+function tellReady(watcher: UploadWatcher, source: string, say: Say): void {
+  const s = watcher.stats();
+  const how = s.mode === 'off' ? 'not watching (see the errors above), reconciling only' : s.mode === 'native' ? 'native events' : 'polling';
+  say('INFO', `Ready: watching ${showPath(source)} (${how}${s.sourcePresent ? '' : ', waiting for the folder to exist'})`);
+  if (typeof process.send === 'function') {
+    try {
+      process.send('ready', undefined, undefined, () => undefined);
+    } catch {
+      // The IPC channel is closed: nobody waits for it.
     }
-  });
-
-  const received = await signal;
-  stopping = true;
-  say('INFO', `Stopping (${received}): finishing the sync in flight`);
-  await watcher.close();
-  clearInterval(keepAlive);
-  say('INFO', 'Stopped');
-  // A parent's IPC channel (PM2) must not keep the process from exiting.
-  process.channel?.unref();
-  return EXIT.OK;
+  }
 }
 
 /** An `ok` run that copied, updated and deleted nothing. */
