@@ -59,7 +59,10 @@ async function readmeScript() {
     return { path, content: `${block}\n` };
   });
   const buildLine = blocks(next, 'json').map((b) => b.match(/^"build": "(.*)"$/)?.[1]).find((b) => b !== undefined);
-  return { setUp: sh[0]!, start: sh[1]!, files, buildLine };
+  // "Try it": the upload a newcomer sends first, with curl.
+  const tryIt = use.match(/`(curl -F file=@song\.mp3 http:\/\/localhost:3000\/api\/upload)` answers `201`/)?.[1];
+  if (tryIt === undefined) throw new Error('README "Use it in your app" no longer says what `curl -F file=@song.mp3 http://localhost:3000/api/upload` answers: update the test');
+  return { setUp: sh[0]!, start: sh[1]!, files, buildLine, tryIt };
 }
 
 let work = '';
@@ -178,15 +181,23 @@ afterAll(async () => {
       'web cluster_mode online',
       'web cluster_mode online',
     ]);
+    // Nothing on the web workers' stderr (PM2 writes it to PM2_HOME/logs/web-error-<id>.log).
+    const logs = await readdir(join(pm2Home(), 'logs'));
+    const errorLogs = logs.filter((n) => n.startsWith('web-error'));
+    expect(errorLogs).toHaveLength(2);
+    for (const name of errorLogs) expect(await readFile(join(pm2Home(), 'logs', name), 'utf8')).toBe('');
   });
 
-  test('an upload through the README\'s route is served at once: 201, then 200 with the same bytes, and a Range 206', async () => {
+  test('an upload through the README\'s route (its curl line) is served at once: 201, then 200 with the same bytes, and a Range 206', async () => {
     const song = randomBytes(300_000);
-    const form = new FormData();
-    form.append('file', new File([song], 'first song.mp3', { type: 'audio/mpeg' }));
-    const res = await fetch(`${base()}/api/upload`, { method: 'POST', body: form });
-    const body = (await res.json()) as { url?: string; error?: string };
-    expect(res.status).toBe(201);
+    await writeFile(join(work, 'song.mp3'), song);
+    // As the README's "Try it" writes it (curl sends the file as application/octet-stream), to this test's port.
+    const curl = `${script.tryIt.replace('http://localhost:3000', base())} --silent --write-out '\\n%{http_code}'`;
+    const r = await run('bash', ['-c', curl], { cwd: work, env: env(), timeoutMs: MINUTES });
+    expect(r.code).toBe(0);
+    const [json, status] = r.stdout.split('\n');
+    expect(status).toBe('201');
+    const body = JSON.parse(json!) as { url?: string; error?: string };
     expect(body.url).toMatch(/^\/uploads\/[^/]+\.mp3$/);
     const name = body.url!.slice('/uploads/'.length);
     // Saved into public/uploads and mirrored before the answer.
