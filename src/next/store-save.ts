@@ -1,15 +1,14 @@
 /**
  * The bucket path of every upload (`saveUpload` and `saveMultipart` with a store): the bytes stream
- * into `S3Store.put` (one PutObject when they fit in one part, else a multipart upload written as
+ * into the store's `put` (one PutObject when they fit in one part, else a multipart upload written as
  * they arrive), never overwriting (`If-None-Match: *`, see `PutOptions.ifNoneMatch`), with the
  * object's source mtime set to the time of the save so a pull gives the file that mtime.
  * Nothing is written to disk and no sync runs: the bucket is the canonical store.
  */
 import type { StoreConfig } from '../config/store.js';
 import { UploadSyncError } from '../shared/errors.js';
-import { sharedStore } from '../store/shared-store.js';
-import type { S3Store } from '../store/s3-store.js';
-import type { StoreTuning } from '../store/types.js';
+import { sharedWritableStore } from '../store/shared-store.js';
+import type { StoreTuning, WritableStore } from '../store/types.js';
 import { contentTypeOf } from './mime.js';
 import { aborted } from './writer.js';
 
@@ -47,9 +46,13 @@ export interface PutUploadOptions {
   owned: boolean;
 }
 
-/** The store an upload goes into (one per store settings per process). */
-export function uploadStore(config: StoreConfig): Promise<S3Store> {
-  return sharedStore(config, SAVE_TUNING);
+/**
+ * The store an upload goes into (one per store settings per process). A store from the environment
+ * (`s3://…` with its keys there) sends its own signed requests and never loads the AWS SDK
+ * (src/store/lean-write.ts); a user's own `client` goes through the SDK.
+ */
+export function uploadStore(config: StoreConfig): Promise<WritableStore> {
+  return sharedWritableStore(config, SAVE_TUNING);
 }
 
 /**
@@ -57,7 +60,7 @@ export function uploadStore(config: StoreConfig): Promise<S3Store> {
  * @throws UploadSyncError `ERR_EXISTS` (unless `overwrite`), `ERR_TOO_LARGE`, `ERR_ABORTED`,
  * `ERR_CONFIG` (a chunk that is not bytes), `ERR_STORE`; in each case nothing is left in the bucket.
  */
-export async function putUpload(store: S3Store, rel: string, chunks: AsyncIterable<Uint8Array>, o: PutUploadOptions): Promise<Stored> {
+export async function putUpload(store: WritableStore, rel: string, chunks: AsyncIterable<Uint8Array>, o: PutUploadOptions): Promise<Stored> {
   const uri = `s3://${store.bucket}/${store.key(rel)}`;
   if (o.signal?.aborted === true) throw aborted(uri);
   if (!o.overwrite && !o.owned && (await store.head(rel, { signal: o.signal })) !== null) throw existsIn(rel, uri);
@@ -79,7 +82,7 @@ export async function putUpload(store: S3Store, rel: string, chunks: AsyncIterab
 }
 
 /** Deletes objects of a request that failed after they were written (best effort: a failure here must not hide the request's own). */
-export async function removeStored(store: S3Store, stored: readonly Pick<Stored, 'rel'>[]): Promise<void> {
+export async function removeStored(store: WritableStore, stored: readonly Pick<Stored, 'rel'>[]): Promise<void> {
   if (stored.length === 0) return;
   await store.deleteMany(stored.map((s) => s.rel)).catch(() => undefined);
 }

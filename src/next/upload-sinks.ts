@@ -6,7 +6,7 @@
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { S3Store } from '../store/s3-store.js';
+import type { WritableStore } from '../store/types.js';
 import type { UploadContext } from './save.js';
 import { putUpload, removeStored } from './store-save.js';
 import { alreadyExists, discard, exists, publishTemp, writeTemp, type Written } from './writer.js';
@@ -64,7 +64,7 @@ export function diskSink(ctx: UploadContext): Sink {
   };
 }
 
-export function storeSink(ctx: UploadContext, store: S3Store): Sink {
+export function storeSink(ctx: UploadContext, store: WritableStore): Sink {
   return {
     write: (chunks, _fileName, rel, signal) => putUpload(store, rel, chunks, { maxBytes: ctx.maxBytes, signal, overwrite: ctx.overwrite, owned: true }),
     publish: async () => undefined,

@@ -1,6 +1,7 @@
 /**
- * A multipart upload written as the bytes arrive, on the client's own commands
- * (CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload).
+ * A multipart upload written as the bytes arrive (CreateMultipartUpload, UploadPart,
+ * CompleteMultipartUpload, AbortMultipartUpload: the SDK's commands or lean signed requests, see
+ * write.ts).
  *
  * Why not `@aws-sdk/lib-storage`: its `Upload` buffers more than it sends (measured on a 1 GiB
  * stream: 167 MB peak RSS with its defaults, 116–128 MB with one part in flight), and the goal of
@@ -11,25 +12,16 @@
  * (`ifNoneMatch`): the parts in flight are cancelled and waited for, then the upload is aborted, so
  * no pending multipart upload (and none of its parts' storage) is left behind.
  */
-import type { S3ClientLike } from '../shared/options.js';
 import { UploadSyncError } from '../shared/errors.js';
-import type { S3Sdk } from './sdk.js';
 import { aborted, PartSource } from './source.js';
+import type { CompletedPart, ObjectFields, PartTuning, WriteCalls } from './write.js';
 
-export interface MultipartTarget {
-  readonly sdk: S3Sdk;
-  readonly client: S3ClientLike;
-  readonly bucket: string;
+export interface MultipartTarget extends PartTuning {
+  readonly calls: WriteCalls;
   readonly key: string;
-  readonly partSize: number;
-  readonly queueSize: number;
-  readonly metadata: Record<string, string>;
-  readonly contentType: string | undefined;
-  /** Fail with `ERR_EXISTS` rather than overwrite (see S3Store.put for what this guarantees). */
+  readonly fields: ObjectFields;
+  /** Fail with `ERR_EXISTS` rather than overwrite (see PutOptions.ifNoneMatch for what this guarantees). */
   readonly ifNoneMatch: boolean;
-  /** Resolves whether the key exists now (a HEAD), for servers that ignore If-None-Match on Complete. */
-  readonly exists: () => Promise<boolean>;
-  readonly mapError: (err: unknown) => unknown;
 }
 
 /** S3's ceiling on the number of parts of one upload. */
@@ -42,15 +34,16 @@ export const MAX_PARTS = 10_000;
 export async function uploadMultipart(t: MultipartTarget, source: PartSource, first: Buffer, signal: AbortSignal | undefined): Promise<number> {
   const inner = new AbortController();
   const sendSignal = signal === undefined ? inner.signal : AbortSignal.any([signal, inner.signal]);
-  const { sdk, client, bucket, key } = t;
-  const created = (await client.send(
-    new sdk.CreateMultipartUploadCommand({ Bucket: bucket, Key: key, Metadata: t.metadata, ContentType: t.contentType }),
-    { abortSignal: signal },
-  )) as { UploadId?: string };
-  const uploadId = created.UploadId;
-  if (uploadId === undefined) throw new UploadSyncError('ERR_STORE', `CreateMultipartUpload of ${key} answered no UploadId`);
+  const { calls, key } = t;
+  let uploadId: string;
+  try {
+    uploadId = await calls.createUpload(key, t.fields, signal);
+  } catch (err) {
+    source.close();
+    throw calls.mapError(err, key, signal);
+  }
 
-  const parts: { PartNumber: number; ETag: string | undefined }[] = [];
+  const parts: CompletedPart[] = [];
   const free: Buffer[] = [];
   const inFlight = new Set<Promise<void>>();
   let failure: unknown = null;
@@ -59,14 +52,11 @@ export async function uploadMultipart(t: MultipartTarget, source: PartSource, fi
   const send = (buf: Buffer, length: number): void => {
     const number = ++partNumber;
     if (number > MAX_PARTS) throw new UploadSyncError('ERR_TOO_LARGE', `More than ${MAX_PARTS} parts of ${t.partSize} bytes: the object is too large for this part size`);
-    const p: Promise<void> = client
-      .send(
-        new sdk.UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: number, Body: buf.subarray(0, length), ContentLength: length }),
-        { abortSignal: sendSignal },
-      )
+    const p: Promise<void> = calls
+      .uploadPart(key, uploadId, number, buf.subarray(0, length), sendSignal)
       .then(
-        (out: { ETag?: string }) => {
-          parts.push({ PartNumber: number, ETag: out.ETag });
+        (etag) => {
+          parts.push({ PartNumber: number, ETag: etag });
           free.push(buf); // the request is over: the buffer can take the next part
         },
         (err: unknown) => {
@@ -92,26 +82,17 @@ export async function uploadMultipart(t: MultipartTarget, source: PartSource, fi
     if (signal?.aborted === true) throw aborted(signal);
     // Ceph RGW (16) ignores If-None-Match on CompleteMultipartUpload: look first. Racy (another
     // writer may complete between this HEAD and ours), which AWS S3 closes by honouring the header.
-    if (t.ifNoneMatch && (await t.exists())) throw new UploadSyncError('ERR_EXISTS', `The object ${key} already exists`);
+    if (t.ifNoneMatch && (await calls.etagOf(key, signal)) !== null) throw new UploadSyncError('ERR_EXISTS', `The object ${key} already exists`);
     parts.sort((a, b) => a.PartNumber - b.PartNumber);
-    await client.send(
-      new sdk.CompleteMultipartUploadCommand({
-        Bucket: bucket,
-        Key: key,
-        UploadId: uploadId,
-        MultipartUpload: { Parts: parts },
-        ...(t.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
-      }),
-      { abortSignal: signal },
-    );
+    await calls.completeUpload(key, uploadId, parts, t.ifNoneMatch, signal);
     return partNumber;
   } catch (err) {
     inner.abort();
     source.close();
     await Promise.allSettled([...inFlight]);
     // Not under the signal: the abort must reach the server even when the caller gave up.
-    await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+    await calls.abortUpload(key, uploadId).catch(() => undefined);
     if (signal?.aborted === true && !(err instanceof UploadSyncError)) throw aborted(signal);
-    throw t.mapError(err);
+    throw calls.mapError(err, key, signal);
   }
 }

@@ -6,13 +6,13 @@
  * as `cause`), `ERR_EXISTS`, `ERR_TOO_LARGE`, `ERR_ABORTED`, `ERR_INVALID_NAME`, `ERR_CONFIG`.
  */
 import type { Readable } from 'node:stream';
-import { UploadSyncError, errorMessage } from '../shared/errors.js';
+import { errorMessage } from '../shared/errors.js';
 import type { S3ClientLike } from '../shared/options.js';
-import { formatMtime, keyOf, listPrefixOf, parseMtime, pathOfKey } from './keys.js';
-import { uploadMultipart } from './multipart.js';
+import { keyOf, listPrefixOf, parseMtime, pathOfKey } from './keys.js';
 import { mapStoreError, statusOf, type SdkError } from './sdk-errors.js';
 import { loadPresigner, type S3Sdk } from './sdk.js';
-import { aborted, PartSource } from './source.js';
+import { sdkWriteCalls } from './sdk-write.js';
+import { writeObject, type WriteCalls } from './write.js';
 import type { DeleteResult, GetOptions, GetResult, PutOptions, PutResult, StoreEntry, StoreHead, StoreTuning } from './types.js';
 
 export type { DeleteResult, GetOptions, GetResult, PutOptions, PutResult, StoreEntry, StoreHead, StoreTuning } from './types.js';
@@ -29,6 +29,7 @@ export class S3Store {
 
   /** The SDK module; typed `object` in the constructor so the library's types never need the SDK installed. */
   private readonly sdk: S3Sdk;
+  private readonly writes: WriteCalls;
 
   constructor(
     sdk: object,
@@ -39,6 +40,7 @@ export class S3Store {
     private readonly ownsClient = false,
   ) {
     this.sdk = sdk as S3Sdk;
+    this.writes = sdkWriteCalls(this.sdk, client, bucket);
     this.partSize = Math.max(MIN_PART_SIZE, tuning.partSize ?? DEFAULT_PART_SIZE);
     this.queueSize = Math.max(1, tuning.queueSize ?? DEFAULT_QUEUE_SIZE);
   }
@@ -97,80 +99,14 @@ export class S3Store {
   }
 
   /**
-   * Writes the bytes of `body` as the object `path`. The first `partSize` bytes are read first: a
-   * body that ends within them goes in one PutObject (its length is then known); a longer one, or
-   * one of unknown length, becomes a multipart upload written as its bytes arrive (see
-   * multipart.ts: memory bounded by `partSize × (queueSize + 1)`, aborted on any failure).
+   * Writes the bytes of `body` as the object `path` (write.ts): one PutObject when they fit in
+   * one part, else a multipart upload written as they arrive (multipart.ts: memory bounded by
+   * `partSize × (queueSize + 1)`, aborted on any failure).
    * @throws UploadSyncError `ERR_EXISTS` (`ifNoneMatch`), `ERR_TOO_LARGE` (`maxBytes`), `ERR_ABORTED`,
    * `ERR_STORE`; in each case nothing is left in the bucket (no object, no pending upload).
    */
-  async put(path: string, body: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
-    const key = this.key(path);
-    const { signal, ifNoneMatch = false } = options;
-    if (signal?.aborted === true) throw aborted(signal);
-    const metadata: Record<string, string> = options.mtimeMs === undefined ? {} : { mtime: formatMtime(options.mtimeMs) };
-    const source = new PartSource(body, options.maxBytes ?? Infinity, signal);
-    // A body of known small size gets a buffer of its size (+1 to see its end), not a whole part:
-    // 8 MiB per small file made a push of 10,000 files spend most of its CPU allocating.
-    const hint = options.size !== undefined && options.size < this.partSize ? options.size + 1 : this.partSize;
-    let first = Buffer.allocUnsafeSlow(hint);
-    let n: number;
-    try {
-      n = await source.fill(first);
-      if (!source.done && first.length < this.partSize) {
-        const whole = Buffer.allocUnsafeSlow(this.partSize); // longer than said: a part after all
-        first.copy(whole, 0, 0, n);
-        n += await source.fill(whole.subarray(n));
-        first = whole;
-      }
-    } catch (err) {
-      source.close();
-      throw err;
-    }
-    if (source.done) {
-      const bytes = first.subarray(0, n);
-      try {
-        const out = (await this.client.send(
-          new this.sdk.PutObjectCommand({
-            Bucket: this.bucket,
-            Key: key,
-            Body: bytes,
-            ContentLength: n,
-            Metadata: metadata,
-            ContentType: options.contentType,
-            ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
-          }),
-          { abortSignal: signal },
-        )) as { ETag?: string };
-        const etag = out.ETag !== undefined && out.ETag !== '' ? out.ETag : ((await this.head(path))?.etag ?? '');
-        return { key, size: n, etag, parts: 0 };
-      } catch (err) {
-        // A PutObject is one request with the whole body: aborted, it either reached the server
-        // whole or not at all (never a partial object). Not deleted here: that could delete the
-        // object it was replacing.
-        throw mapStoreError(err, this.bucket, key, signal);
-      }
-    }
-    const parts = await uploadMultipart(
-      {
-        sdk: this.sdk,
-        client: this.client,
-        bucket: this.bucket,
-        key,
-        partSize: this.partSize,
-        queueSize: this.queueSize,
-        metadata,
-        contentType: options.contentType,
-        ifNoneMatch,
-        exists: async () => (await this.head(path)) !== null,
-        mapError: (err) => mapStoreError(err, this.bucket, key, signal),
-      },
-      source,
-      first,
-      signal,
-    );
-    const head = await this.head(path); // Ceph answers an empty ETag to CompleteMultipartUpload
-    return { key, size: source.total, etag: head?.etag ?? '', parts };
+  put(path: string, body: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
+    return writeObject(this.writes, this.key(path), body, options, this);
   }
 
   /**

@@ -1,13 +1,15 @@
 /**
- * One `S3Store` per store per process, for callers that resolve their config on every call
- * (`saveUpload` runs once per request): a new `S3Client` per upload would set up the SDK and open
- * new connections each time, and leave its sockets to linger.
+ * One store per store settings per process, for callers that resolve their config on every call
+ * (`saveUpload` runs once per request): a new `S3Client` (or agent) per upload would set up the SDK
+ * and open new connections each time, and leave its sockets to linger.
  */
 import type { StoreConfig } from '../config/store.js';
 import type { S3ClientLike } from '../shared/options.js';
+import { canSign } from './lean-http.js';
+import { LeanStore } from './lean-write.js';
 import { storeFromConfig } from './open.js';
 import type { S3Store } from './s3-store.js';
-import type { StoreTuning } from './types.js';
+import type { StoreTuning, WritableStore } from './types.js';
 
 /** Stores whose client this library made, by their settings (endpoint, region, credentials, path style, bucket, prefix, tuning). */
 const built = new Map<string, Promise<S3Store>>();
@@ -32,6 +34,24 @@ export function sharedStore(config: StoreConfig, tuning: StoreTuning = {}): Prom
     store = storeFromConfig(config, tuning);
     cache.set(key, store);
     store.catch(() => cache.delete(key));
+  }
+  return store;
+}
+
+const lean = new Map<string, LeanStore>();
+
+/**
+ * The store to save into: a {@link LeanStore} when requests can be signed here (a store from the
+ * environment with its keys), which never loads the AWS SDK; else `sharedStore`'s.
+ * @throws UploadSyncError `ERR_CONFIG` when the SDK is needed and not installed.
+ */
+export async function sharedWritableStore(config: StoreConfig, tuning: Required<StoreTuning>): Promise<WritableStore> {
+  if (!canSign(config)) return await sharedStore(config, tuning);
+  const key = JSON.stringify([config, tuning.partSize, tuning.queueSize]);
+  let store = lean.get(key);
+  if (store === undefined) {
+    store = new LeanStore(config, tuning);
+    lean.set(key, store);
   }
   return store;
 }

@@ -89,3 +89,15 @@ export interface StoreTuning {
   /** Parts sent at once. @default 2 */
   queueSize?: number;
 }
+
+/**
+ * What saving into a bucket needs of a store: `S3Store` (the SDK's, for a user's own client), or
+ * `LeanStore` (lean-write.ts: no SDK, for a store from the environment). Paths as `S3Store`'s.
+ */
+export interface WritableStore {
+  readonly bucket: string;
+  key(path: string): string;
+  head(path: string, options?: { signal?: AbortSignal | undefined }): Promise<StoreHead | null>;
+  put(path: string, body: AsyncIterable<Uint8Array>, options?: PutOptions): Promise<PutResult>;
+  deleteMany(paths: readonly string[], options?: { signal?: AbortSignal }): Promise<DeleteResult>;
+}
