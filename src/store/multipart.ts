@@ -37,10 +37,12 @@ export async function uploadMultipart(t: MultipartTarget, source: PartSource, fi
   const { calls, key } = t;
   let uploadId: string;
   try {
-    uploadId = await calls.createUpload(key, t.fields, signal);
+    // Not under the signal: a request cut after the server made the upload would leave it pending,
+    // its UploadId unknown here. The signal is looked at once the answer is in (below).
+    uploadId = await calls.createUpload(key, t.fields, undefined);
   } catch (err) {
     source.close();
-    throw calls.mapError(err, key, signal);
+    throw calls.mapError(err, key, undefined);
   }
 
   const parts: CompletedPart[] = [];
@@ -68,6 +70,7 @@ export async function uploadMultipart(t: MultipartTarget, source: PartSource, fi
   };
 
   try {
+    signal?.throwIfAborted();
     send(first, first.length);
     while (!source.done) {
       while (inFlight.size >= t.queueSize && failure === null) await Promise.race(inFlight);
