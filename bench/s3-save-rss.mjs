@@ -5,7 +5,11 @@
 // - reused: one chunk yielded again and again (the uploader's own memory alone);
 // - fresh again, with `node --max-semi-space-size=1` (what an app can set; a library cannot).
 // Goal (issue 12): ≤ 100 MB. Measured in a child process of its own, from its VmHWM; a warm-up save
-// of 1,000 bytes first loads the SDK and opens the client. The gateway: see s3-put-rss.mjs.
+// of 1,000 bytes first opens the store. The child holds only what a server running saveUpload
+// has: the bucket is made and emptied by this (parent) process, so the AWS SDK is loaded here, not
+// there (a store from the environment saves without it: src/store/lean-write.ts). The child also
+// samples process.memoryUsage() every 50 ms and reports the sample at the highest RSS (what is
+// resident: V8's heap, external memory, ArrayBuffers). The gateway: see s3-put-rss.mjs.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { withGateway } from './s3-put-rss.mjs';
@@ -15,13 +19,10 @@ const MB = 1024 * 1024;
 export async function s3SaveRss({ repo, work, rows, sizeMB = 1024 }) {
   await withGateway({ repo, work, name: 's3-save-rss' }, async (env) => {
     const script = `
-      import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, S3Client } from '@aws-sdk/client-s3';
       import { readFileSync } from 'node:fs';
       const hwm = () => Number(/VmHWM:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
       const { saveUpload } = await import(${JSON.stringify(join(repo, 'dist', 'next.js'))});
       const [mode, bucket, root] = process.argv.slice(1);
-      const admin = new S3Client({ forcePathStyle: true, region: 'us-east-1', requestChecksumCalculation: 'WHEN_REQUIRED' });
-      await admin.send(new CreateBucketCommand({ Bucket: bucket }));
       const options = { root, sync: false };
       const warm = await saveUpload(new Uint8Array(1000), { ...options, originalName: 'warm.mp3' });
       const before = hwm();
@@ -36,30 +37,55 @@ export async function s3SaveRss({ repo, work, rows, sizeMB = 1024 }) {
           c.enqueue(mode === 'fresh' ? block.slice(0, n) : block.subarray(0, n));
         },
       });
+      let atPeak = process.memoryUsage();
+      const sampler = setInterval(() => {
+        const m = process.memoryUsage();
+        if (m.rss > atPeak.rss) atPeak = m;
+      }, 50);
       const t = performance.now();
       const saved = await saveUpload(body, { ...options, originalName: 'big.mp3' });
       const seconds = (performance.now() - t) / 1000;
+      clearInterval(sampler);
       const peak = hwm();
-      const Objects = [warm, saved].map((s) => ({ Key: s.path.slice(('s3://' + bucket + '/').length) }));
-      await admin.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects } }));
-      await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
-      admin.destroy();
-      process.stdout.write(JSON.stringify({ before, peak, seconds, size: saved.size, parts: Number(/-(\\d+)"$/.exec(saved.etag)?.[1] ?? 0) }));
+      const keys = [warm, saved].map((s) => s.path.slice(('s3://' + bucket + '/').length));
+      process.stdout.write(JSON.stringify({ before, peak, seconds, size: saved.size, parts: Number(/-(\\d+)"$/.exec(saved.etag)?.[1] ?? 0), keys, atPeak }));
       process.exit(0);`;
     // The third run: fresh chunks with V8's young generation kept small, an option of the app
     // (NODE_OPTIONS), never of a library: spent chunks are then collected every ~1 MB, not ~32 MB.
-    for (const [mode, flags] of [['fresh', []], ['fresh', ['--max-semi-space-size=1']], ['reused', []]]) {
-      const bucket = `save-rss-${process.pid}-${mode}-${flags.length}`;
-      const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script, mode, bucket, work], {
-        cwd: repo,
-        encoding: 'utf8',
-        env: { ...process.env, ...env, UPLOAD_SYNC_STORE: `s3://${bucket}/bench`, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
-      });
-      if (r.status !== 0) throw new Error(`s3-save-rss: the child failed: ${r.stderr}`);
-      const m = JSON.parse(r.stdout);
-      if (m.size !== sizeMB * MB) throw new Error(`s3-save-rss: ${m.size} bytes saved, not ${sizeMB * MB}`);
-      rows.push(`| peak RSS of a process saving ${sizeMB} MiB (a web ReadableStream of ${mode} 64 KiB chunks${flags.length ? `, node ${flags.join(' ')}` : ''}) into Ceph RGW, saveUpload with UPLOAD_SYNC_STORE (5 MiB parts, one at a time; goal ≤ 100 MB) | | peak (SDK loaded, before the save) | ${(m.peak / MB).toFixed(0)} MB (${(m.before / MB).toFixed(0)} MB) | ${(sizeMB / m.seconds).toFixed(0)} MiB/s, ${m.parts} parts |`);
-      console.error(`  s3-save-rss (${mode} chunks${flags.length ? `, ${flags.join(' ')}` : ''}): ${sizeMB} MiB in ${m.seconds.toFixed(1)} s, ${m.parts} parts, peak RSS ${(m.peak / MB).toFixed(0)} MB (${(m.before / MB).toFixed(0)} MB before)`);
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    const { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, S3Client } = await import('@aws-sdk/client-s3');
+    const admin = new S3Client({
+      endpoint: env.AWS_ENDPOINT_URL, region: env.AWS_REGION ?? 'us-east-1', forcePathStyle: true,
+      credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },
+      requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+    try {
+      for (const [mode, flags] of [['fresh', []], ['fresh', ['--max-semi-space-size=1']], ['reused', []]]) {
+        const bucket = `save-rss-${process.pid}-${mode}-${flags.length}`;
+        await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+        let m;
+        try {
+          const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script, mode, bucket, work], {
+            cwd: repo,
+            encoding: 'utf8',
+            env: { ...process.env, ...env, UPLOAD_SYNC_STORE: `s3://${bucket}/bench`, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+          });
+          if (r.status !== 0) throw new Error(`s3-save-rss: the child failed: ${r.stderr}`);
+          m = JSON.parse(r.stdout);
+        } finally {
+          // The gateway keeps objects in RAM: delete each run's before the next (one 1 GiB object at a time).
+          const keys = m?.keys ?? [];
+          if (keys.length > 0) await admin.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }));
+          await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
+        }
+        if (m.size !== sizeMB * MB) throw new Error(`s3-save-rss: ${m.size} bytes saved, not ${sizeMB * MB}`);
+        const at = m.atPeak;
+        const resident = `heap ${(at.heapUsed / MB).toFixed(0)}/${(at.heapTotal / MB).toFixed(0)} MB, external ${(at.external / MB).toFixed(0)} MB (ArrayBuffers ${(at.arrayBuffers / MB).toFixed(0)} MB)`;
+        rows.push(`| peak RSS of a process saving ${sizeMB} MiB (a web ReadableStream of ${mode} 64 KiB chunks${flags.length ? `, node ${flags.join(' ')}` : ''}) into Ceph RGW, saveUpload with UPLOAD_SYNC_STORE (5 MiB parts, one at a time; goal ≤ 100 MB) | | peak (before the save); at the sampled peak | ${(m.peak / MB).toFixed(0)} MB (${(m.before / MB).toFixed(0)} MB); ${resident} | ${(sizeMB / m.seconds).toFixed(0)} MiB/s, ${m.parts} parts |`);
+        console.error(`  s3-save-rss (${mode} chunks${flags.length ? `, ${flags.join(' ')}` : ''}): ${sizeMB} MiB in ${m.seconds.toFixed(1)} s, ${m.parts} parts, peak RSS ${(m.peak / MB).toFixed(0)} MB (${(m.before / MB).toFixed(0)} MB before); at the sampled peak (RSS ${(at.rss / MB).toFixed(0)} MB): ${resident}`);
+      }
+    } finally {
+      admin.destroy();
     }
   });
 }

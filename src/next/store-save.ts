@@ -16,9 +16,10 @@ import { aborted } from './writer.js';
  * Parts of the uploads saved into a bucket: 5 MiB (S3's smallest), one at a time: a part is read,
  * then sent while the request body waits (TCP holds the client back), then the same buffer takes
  * the next. Memory per upload is then one 5 MiB buffer whatever the file's size (issue 12's goal:
- * 1 GB saved at ≤ 100 MB peak RSS, of which Node and the SDK take ~70 MB before the first byte).
- * Costs: the largest object is 10,000 parts × 5 MiB ≈ 48.8 GiB, and no overlap of reading and
- * sending (1 GiB in ~7 s into a local Ceph RGW here, so the client's link is what limits).
+ * 1 GB saved at ≤ 100 MB peak RSS, of which Node and the library take ~60 MB before the first
+ * byte without the SDK, ~70 MB with it). Costs: the largest object is 10,000 parts × 5 MiB ≈
+ * 48.8 GiB, and no overlap of reading and sending (1 GiB in ~5 s into a local Ceph RGW here, so
+ * the client's link is what limits).
  */
 export const SAVE_TUNING: Readonly<Required<StoreTuning>> = Object.freeze({ partSize: 5 * 1024 * 1024, queueSize: 1 });
 
