@@ -48,7 +48,7 @@ export async function saveUpload(file: UploadInput, options: SaveUploadOptions =
 
   if (ctx.config.store !== null) {
     const store = await uploadStore(ctx.config.store);
-    const put = { maxBytes: ctx.maxBytes, signal: options.signal, overwrite: ctx.overwrite, owned: options.name === undefined };
+    const put = { maxBytes: ctx.maxBytes, signal: options.signal, overwrite: ctx.overwrite, owned: options.name === undefined, size: input.size };
     const stored = await putUpload(store, rel, input.chunks(), put);
     return { name: rel, path: stored.path, url: ctx.urlOf(rel), size: stored.size, sync: null, etag: stored.etag };
   }

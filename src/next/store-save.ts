@@ -45,6 +45,8 @@ export interface PutUploadOptions {
    * For a chosen name, a HEAD first refuses a name taken before a byte is read, as on disk.
    */
   owned: boolean;
+  /** The body's length when known (a File, Blob or buffer): a small one is then read into a buffer of its size, not a 5 MiB part. */
+  size?: number | undefined;
 }
 
 /**
@@ -72,6 +74,7 @@ export async function putUpload(store: WritableStore, rel: string, chunks: Async
       signal: o.signal,
       mtimeMs: Date.now(),
       contentType: contentTypeOf(rel),
+      ...(o.size === undefined ? {} : { size: o.size }),
     });
     return { rel, path: uri, size: r.size, etag: r.etag };
   } catch (err) {
