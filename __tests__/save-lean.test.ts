@@ -154,6 +154,9 @@ d('saving into a bucket without the AWS SDK, against a real Ceph RGW', () => {
     const removed = await store.deleteMany([...names, '../outside.mp3']);
     expect(removed.deleted).toEqual(names);
     expect(removed.errors.map((e) => [e.path, e.code])).toEqual([['../outside.mp3', 'ERR_INVALID_NAME']]);
+    // A path no file could have: a rejection (not a throw), before any request.
+    expect((await failure(store.put('../outside.mp3', pattern(10)))).code).toBe('ERR_INVALID_NAME');
+    expect((await failure(store.head('a//b.mp3'))).code).toBe('ERR_INVALID_NAME');
     expect(await keys()).toEqual([]);
   });
 

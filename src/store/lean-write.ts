@@ -40,12 +40,14 @@ export class LeanStore implements WritableStore {
     return keyOf(this.prefix, path);
   }
 
-  head(path: string, options: { signal?: AbortSignal | undefined } = {}): Promise<StoreHead | null> {
-    return headObject(this.http, this.key(path), options.signal);
+  /** As `S3Store.head` (an invalid path rejects with `ERR_INVALID_NAME`, as every method here). */
+  async head(path: string, options: { signal?: AbortSignal | undefined } = {}): Promise<StoreHead | null> {
+    return await headObject(this.http, this.key(path), options.signal);
   }
 
-  put(path: string, body: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
-    return writeObject(this.writes, this.key(path), body, options, this);
+  /** As `S3Store.put` (write.ts), on signed requests. */
+  async put(path: string, body: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
+    return await writeObject(this.writes, this.key(path), body, options, this);
   }
 
   /** One DELETE per path (a request's few objects; DeleteObjects would need a Content-MD5 of its body). A failed one is in `errors`. */

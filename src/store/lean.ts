@@ -81,7 +81,7 @@ export function leanRequests(store: S3Store, config: StoreConfig, sockets: numbe
     } while (token !== undefined);
   };
 
-  const head: HeadFn = (path, options = {}) => headObject(http, store.key(path), options.signal);
+  const head: HeadFn = async (path, options = {}) => await headObject(http, store.key(path), options.signal);
 
   /** Tried again like the others until the answer starts; the body itself is not (the caller checks its length). */
   const get: GetFn = async (path, options = {}) => {

@@ -105,8 +105,8 @@ export class S3Store {
    * @throws UploadSyncError `ERR_EXISTS` (`ifNoneMatch`), `ERR_TOO_LARGE` (`maxBytes`), `ERR_ABORTED`,
    * `ERR_STORE`; in each case nothing is left in the bucket (no object, no pending upload).
    */
-  put(path: string, body: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
-    return writeObject(this.writes, this.key(path), body, options, this);
+  async put(path: string, body: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
+    return await writeObject(this.writes, this.key(path), body, options, this);
   }
 
   /**
