@@ -7,10 +7,8 @@ import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { UploadSyncError, errorMessage } from '../shared/errors.js';
 import type { SaveMultipartOptions, SavedMultipart, SavedPart } from '../shared/options.js';
-import { syncUploads } from '../engine/sync.js';
-import { checkType, pickSyncOptions, prepareUpload, randomName, type UploadContext } from './save.js';
+import { checkType, prepareUpload, randomName, syncSaved, type UploadContext } from './save.js';
 import { aborted, tooLarge } from './writer.js';
-import { uploadStore } from './store-save.js';
 import { diskSink, storeSink, type Landed, type Sink } from './upload-sinks.js';
 
 const DEFAULTS = { maxFiles: 10, maxFields: 100, maxFieldBytes: 64 * 1024 };
@@ -81,14 +79,14 @@ export async function saveMultipart(request: MultipartRequest, options: SaveMult
   const external = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
   if (external?.aborted) throw aborted(ctx.dir);
 
-  const sink = ctx.config.store === null ? diskSink(ctx) : storeSink(ctx, await uploadStore(ctx.config.store));
+  const sink = ctx.config.store === null ? diskSink(ctx) : await storeSink(ctx, ctx.config.store);
   if (ctx.config.store === null) await ctx.openFolder();
   const Busboy = await loadBusboy();
   const written = await new MultipartJob(ctx, sink, limits, external).run(request.body, contentType, Busboy);
   await sink.publish(written);
 
   const rels = written.map((w) => w.rel);
-  const sync = ctx.config.store !== null || options.sync === false || rels.length === 0 ? null : await syncUploads({ ...pickSyncOptions(options), files: rels });
+  const sync = ctx.config.store !== null || options.sync === false || rels.length === 0 ? null : await syncSaved(options, rels);
   const files: SavedPart[] = written.map((w) => ({
     name: w.rel, path: w.path, url: ctx.urlOf(w.rel), size: w.size, sync, field: w.field, originalName: w.originalName, ...(w.etag === undefined ? {} : { etag: w.etag }),
   }));

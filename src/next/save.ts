@@ -7,11 +7,9 @@ import { isInside } from '../config/paths.js';
 import { UploadSyncError } from '../shared/errors.js';
 import { isPartialName, matchesExtensions } from '../shared/filter.js';
 import { DEFAULT_ALLOWED_TYPES, extensionForType, extensionOf, mediaTypeOf } from './mime.js';
-import type { SaveUploadOptions, SavedUpload, SyncOptions, UploadInput } from '../shared/options.js';
+import type { SaveUploadOptions, SavedUpload, SyncOptions, SyncResult, UploadInput } from '../shared/options.js';
 import { DEFAULT_URL_PREFIX } from './route.js';
-import { syncUploads } from '../engine/sync.js';
 import { alreadyExists, exists, publishTemp, tooLarge, writeTemp } from './writer.js';
-import { putUpload, uploadStore } from './store-save.js';
 
 /** Longest file name most filesystems take, in bytes. */
 const NAME_MAX = 255;
@@ -47,6 +45,8 @@ export async function saveUpload(file: UploadInput, options: SaveUploadOptions =
   if (input.size !== undefined && input.size > ctx.maxBytes) throw tooLarge(ctx.maxBytes, input.size);
 
   if (ctx.config.store !== null) {
+    // Loaded on the first save into a bucket: a disk-only app never loads the store's modules.
+    const { putUpload, uploadStore } = await import('./store-save.js');
     const store = await uploadStore(ctx.config.store);
     const put = { maxBytes: ctx.maxBytes, signal: options.signal, overwrite: ctx.overwrite, owned: options.name === undefined, size: input.size };
     const stored = await putUpload(store, rel, input.chunks(), put);
@@ -58,8 +58,18 @@ export async function saveUpload(file: UploadInput, options: SaveUploadOptions =
 
   const written = await writeTemp(input.chunks(), target, { maxBytes: ctx.maxBytes, signal: options.signal, fsync: ctx.fsync });
   await publishTemp(written, { overwrite: ctx.overwrite, rel, fsync: ctx.fsync });
-  const sync = options.sync === false ? null : await syncUploads({ ...pickSyncOptions(options), files: [rel] });
+  const sync = options.sync === false ? null : await syncSaved(options, [rel]);
   return { name: rel, path: target, url: ctx.urlOf(rel), size: written.size, sync };
+}
+
+/**
+ * The targeted sync of what a save wrote. The engine is loaded on the first one: a process that
+ * saves into a bucket, or with `sync: false`, or only serves, never loads it (its modules are
+ * most of this entry's weight: ~5 MB of RSS per worker).
+ */
+export async function syncSaved(options: SaveUploadOptions, rels: string[]): Promise<SyncResult> {
+  const { syncUploads } = await import('../engine/sync.js');
+  return syncUploads({ ...pickSyncOptions(options), files: rels });
 }
 
 /** What every upload (one file or a multipart request) checks and resolves before its first byte. */

@@ -6,9 +6,8 @@
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { WritableStore } from '../store/types.js';
+import type { StoreConfig } from '../config/store.js';
 import type { UploadContext } from './save.js';
-import { putUpload, removeStored } from './store-save.js';
 import { alreadyExists, discard, exists, publishTemp, writeTemp, type Written } from './writer.js';
 
 /** A file of the request where it landed: a temp file on disk, or its final object in the bucket. */
@@ -64,7 +63,10 @@ export function diskSink(ctx: UploadContext): Sink {
   };
 }
 
-export function storeSink(ctx: UploadContext, store: WritableStore): Sink {
+/** The bucket's sink; the store's modules are loaded on the first upload into a bucket (a disk-only app never loads them). */
+export async function storeSink(ctx: UploadContext, config: StoreConfig): Promise<Sink> {
+  const { putUpload, removeStored, uploadStore } = await import('./store-save.js');
+  const store = await uploadStore(config);
   return {
     write: (chunks, _fileName, rel, signal) => putUpload(store, rel, chunks, { maxBytes: ctx.maxBytes, signal, overwrite: ctx.overwrite, owned: true }),
     publish: async () => undefined,

@@ -1,0 +1,71 @@
+/**
+ * `upload-sync/next` loads what a request needs, when it needs it: the sync engine on the first
+ * targeted sync of a save, the bucket's modules (aws4, node:http signing) on the first save into a
+ * bucket. A Next worker that only serves, or saves to disk with `sync: false`, never loads either
+ * (together about 10 MB of RSS per worker, measured by importing the built entry).
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, expect, test } from '@jest/globals';
+import { ROOT, cleanEnv, run, tempProject } from './helpers.js';
+
+let p: ReturnType<typeof tempProject>;
+beforeEach(() => {
+  p = tempProject('upload-sync-lazy-next-');
+});
+afterEach(async () => {
+  await p.cleanup();
+});
+
+/** Logs each module of interest as it loads: the engine's and the store's chunks of dist, aws4. */
+const HOOKS = (log: string) => `
+import { appendFileSync } from 'node:fs';
+export async function load(url, context, next) {
+  const m = /\\/dist\\/(sync|store-save)-[^/]*\\.js$/.exec(url) ?? (url.includes('/node_modules/aws4/') ? [0, 'aws4'] : null);
+  if (m) appendFileSync(${JSON.stringify(log)}, 'loaded ' + m[1] + '\\n');
+  return next(url, context);
+}`;
+
+test('ESM: importing upload-sync/next loads neither the engine nor the store; a disk save without sync neither; its first sync loads the engine only', async () => {
+  const log = join(p.root, 'events.log');
+  const hooks = join(p.root, 'hooks.mjs');
+  const register = join(p.root, 'register.mjs');
+  await writeFile(log, '');
+  await writeFile(hooks, HOOKS(log));
+  await writeFile(register, `import { register } from 'node:module';\nimport { pathToFileURL } from 'node:url';\nregister(pathToFileURL(${JSON.stringify(hooks)}));\n`);
+  const options = { source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks') };
+  const script = `
+    import { appendFileSync } from 'node:fs';
+    const mark = (s) => appendFileSync(${JSON.stringify(log)}, s + '\\n');
+    const { saveUpload, createUploadsRoute } = await import(${JSON.stringify(join(ROOT, 'dist', 'next.js'))});
+    createUploadsRoute(${JSON.stringify(options)});
+    mark('imported');
+    const a = await saveUpload(new Uint8Array(10), { ...${JSON.stringify(options)}, originalName: 'a.mp3', sync: false });
+    mark('saved without sync: ' + (a.sync === null));
+    const b = await saveUpload(new Uint8Array(10), { ...${JSON.stringify(options)}, originalName: 'b.mp3' });
+    mark('saved with sync: ' + b.sync.status);
+  `;
+  const r = await run(process.execPath, ['--import', register, '--input-type=module', '-e', script], { env: cleanEnv() });
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect((await readFile(log, 'utf8')).trim().split('\n')).toEqual(['imported', 'saved without sync: true', 'loaded sync', 'saved with sync: ok']);
+});
+
+test('CJS: requiring upload-sync/next runs no bucket code (aws4, node:http), nor does a disk save with its sync', async () => {
+  const options = { source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks') };
+  const script = `
+    const loaded = () => ({
+      aws4: Object.keys(require.cache).some((k) => k.includes('/node_modules/aws4/')),
+      http: process.moduleLoadList.includes('NativeModule http'),
+    });
+    const { saveUpload } = require(${JSON.stringify(join(ROOT, 'dist', 'next.cjs'))});
+    const out = { imported: loaded() };
+    saveUpload(new Uint8Array(10), { ...${JSON.stringify(options)}, originalName: 'a.mp3' }).then((s) => {
+      out.saved = { ...loaded(), status: s.sync.status };
+      process.stdout.write(JSON.stringify(out));
+    });
+  `;
+  const r = await run(process.execPath, ['-e', script], { env: cleanEnv() });
+  expect(r.stderr).toBe('');
+  expect(JSON.parse(r.stdout)).toEqual({ imported: { aws4: false, http: false }, saved: { aws4: false, http: false, status: 'ok' } });
+});
