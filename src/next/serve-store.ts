@@ -22,12 +22,12 @@ import type { StoreConfig } from '../config/store.js';
 import { errorCode, errorMessage } from '../shared/errors.js';
 import type { RunLog } from '../shared/log.js';
 import { parseMtime } from '../store/keys.js';
-import { storeFromConfig } from '../store/open.js';
-import type { S3Store } from '../store/s3-store.js';
-import type { GetResult, StoreHead } from '../store/types.js';
+import { storeStatusOf } from '../store/sdk-errors.js';
+import type { GetResult, ReadableStore, StoreHead } from '../store/types.js';
 import { parseEtagList, type Validators } from './range.js';
 import { baseHeaders, decide, fileHeaders, plain, statusAnswer, typeOf, type Decision } from './respond.js';
 import type { RouteSettings } from './route-options.js';
+import { uploadStore } from './store-save.js';
 
 type Bytes = Extract<Decision, { kind: 'bytes' }>;
 
@@ -125,23 +125,16 @@ class Asking {
   }
 }
 
-/** Serves paths from the store; one per route, the store opened (and the SDK loaded) at the first request. */
+/**
+ * Serves paths from the store: `uploadStore`'s, shared with saving (no SDK for a store from the
+ * environment with its keys; the SDK loaded at the first request for a user's own client).
+ */
 export class StoreServer {
-  #store: Promise<S3Store> | null = null;
-
   constructor(
     private readonly config: StoreConfig,
     private readonly route: RouteSettings,
     private readonly log: RunLog,
   ) {}
-
-  #open(): Promise<S3Store> {
-    this.#store ??= storeFromConfig(this.config).catch((err: unknown) => {
-      this.#store = null; // the SDK installed later: try again next time
-      throw err;
-    });
-    return this.#store;
-  }
 
   /**
    * The answer for the accepted path `segments`. A bucket error is a 502 (503 when the bucket says
@@ -149,7 +142,7 @@ export class StoreServer {
    * @throws UploadSyncError `ERR_CONFIG` when the SDK is not installed (the route answers 500 and logs it).
    */
   async serve(request: Request, segments: readonly string[], head: boolean): Promise<Response> {
-    const store = await this.#open();
+    const store = await uploadStore(this.config); // a failed open (no SDK) is not kept: installed later, it works
     const path = segments.join('/');
     const name = segments[segments.length - 1]!;
     const ask = new Asking(request.signal, this.route.storeTimeoutMs);
@@ -174,7 +167,7 @@ export class StoreServer {
   }
 
   /** One GET with what the bucket evaluates as we do, checked by `decide`; else from a HEAD. */
-  async #proxy(store: S3Store, request: Request, ask: Asking, path: string, name: string): Promise<Response> {
+  async #proxy(store: ReadableStore, request: Request, ask: Asking, path: string, name: string): Promise<Response> {
     const pass = passThrough(request.headers);
     if (pass === null) return await this.#fromHead(store, request, ask, path, name, false);
     const got = await ask.within((signal) => store.get(path, { ...pass, signal }));
@@ -204,7 +197,7 @@ export class StoreServer {
   }
 
   /** Decides from a HEAD of the object; then, for bytes, a GET of exactly them, pinned to the ETag. */
-  async #fromHead(store: S3Store, request: Request, ask: Asking, path: string, name: string, head: boolean): Promise<Response> {
+  async #fromHead(store: ReadableStore, request: Request, ask: Asking, path: string, name: string, head: boolean): Promise<Response> {
     const meta = await ask.within((signal) => store.head(path, { signal }));
     if (meta === null) return plain(404, head);
     const v = headValidators(meta);
@@ -215,7 +208,7 @@ export class StoreServer {
     return await this.#pinned(store, ask, path, v, decision, headers);
   }
 
-  async #pinned(store: S3Store, ask: Asking, path: string, v: Validators, decision: Bytes, headers: Headers): Promise<Response> {
+  async #pinned(store: ReadableStore, ask: Asking, path: string, v: Validators, decision: Bytes, headers: Headers): Promise<Response> {
     const range = decision.status === 206 ? `bytes=${decision.start}-${decision.end}` : undefined;
     const got = await ask.within((signal) => store.get(path, { range, ifMatch: v.etag === '' ? undefined : v.etag, signal }));
     if (got.status === 404 || got.status === 412) throw new Changed();
@@ -238,7 +231,7 @@ export class StoreServer {
   }
 
   /** 307 to a presigned GET whose answer carries our type, disposition and caching (signed response-* parameters). */
-  async #redirect(store: S3Store, path: string, name: string): Promise<Response> {
+  async #redirect(store: ReadableStore, path: string, name: string): Promise<Response> {
     const { contentType, disposition } = typeOf(this.route, name);
     const url = await store.presignGet(path, this.route.presignExpiresIn, {
       contentType,
@@ -258,7 +251,7 @@ export class StoreServer {
     }
     if (ask.clientLeft || code === 'ERR_ABORTED') return plain(502, head); // the client went away: nobody reads it
     if (code !== 'ERR_STORE' && !(err instanceof BadAnswer)) throw err;
-    const status = (err as { cause?: { $metadata?: { httpStatusCode?: number } } }).cause?.$metadata?.httpStatusCode === 503 ? 503 : 502;
+    const status = storeStatusOf(err) === 503 ? 503 : 502;
     this.log.error(`Cannot serve ${path} from the bucket ${this.config.bucket}: ${errorMessage(err)}`);
     return plain(status, head);
   }

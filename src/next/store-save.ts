@@ -7,8 +7,8 @@
  */
 import type { StoreConfig } from '../config/store.js';
 import { UploadSyncError } from '../shared/errors.js';
-import { sharedWritableStore } from '../store/shared-store.js';
-import type { StoreTuning, WritableStore } from '../store/types.js';
+import { sharedBucketStore } from '../store/shared-store.js';
+import type { BucketStore, StoreTuning, WritableStore } from '../store/types.js';
 import { contentTypeOf } from './mime.js';
 import { aborted } from './writer.js';
 
@@ -50,12 +50,15 @@ export interface PutUploadOptions {
 }
 
 /**
- * The store an upload goes into (one per store settings per process). A store from the environment
+ * The store uploads go into and the route serves from (one per store settings per process, shared
+ * by `saveUpload`, `saveMultipart` and every `createUploadsRoute`). A store from the environment
  * (`s3://…` with its keys there) sends its own signed requests and never loads the AWS SDK
- * (src/store/lean-write.ts); a user's own `client` goes through the SDK.
+ * (src/store/lean-write.ts); a user's own `client`, or credentials left to the SDK's default
+ * chain, go through the SDK.
+ * @throws UploadSyncError `ERR_CONFIG` when the SDK is needed and not installed.
  */
-export function uploadStore(config: StoreConfig): Promise<WritableStore> {
-  return sharedWritableStore(config, SAVE_TUNING);
+export function uploadStore(config: StoreConfig): Promise<BucketStore> {
+  return sharedBucketStore(config, SAVE_TUNING);
 }
 
 /**

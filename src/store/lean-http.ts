@@ -22,7 +22,7 @@ const ATTEMPTS = 3;
 export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE';
 export type Headers = Record<string, string | number>;
 
-/** An answer read whole (2xx or 404), or a 200 whose body the caller reads (`stream`). */
+/** An answer read whole (2xx, 404 or one of `answers`), or a 200/206 whose body the caller reads (`stream`). */
 export interface Answer {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -40,6 +40,8 @@ export interface Request {
   body?: Buffer | string | null;
   signal?: AbortSignal | undefined;
   stream?: boolean;
+  /** Statuses that are answers here, not errors (a conditional GET's 304, 412, 416). */
+  answers?: readonly number[];
 }
 
 export interface Signer {
@@ -52,8 +54,10 @@ export interface Signer {
   send(r: Request): Promise<Answer>;
   /** Sends once (a retry would be the caller's). */
   sendOnce(r: Request): Promise<Answer>;
-  /** The `ERR_STORE` of an S3 error answer. */
+  /** The `ERR_STORE` of an S3 error answer (its `status` set: the route answers a bucket's 503 with 503). */
   storeError(r: Request, status: number, text: string, headers: http.IncomingHttpHeaders): UploadSyncError;
+  /** A GET of `resource` signed in its query (`signQuery`), valid `expiresIn` seconds from now: a URL anyone can open. */
+  presign(resource: string, query: Readonly<Record<string, string>>, expiresIn: number): string;
   close(): void;
 }
 
@@ -82,7 +86,8 @@ export function signer(config: StoreConfig, sockets: number): Signer {
     if (status === 412 && r.key !== undefined) return new UploadSyncError('ERR_EXISTS', `The object ${r.key} already exists`);
     const code = tag(text, 'Code') ?? header(headers['x-amz-error-code']) ?? (status === 403 ? 'AccessDenied' : status === 404 ? 'NotFound' : 'Error');
     const message = tag(text, 'Message');
-    return new UploadSyncError('ERR_STORE', `Bucket ${config.bucket}${r.what}: ${code} (HTTP ${status}) on ${r.method}${message === undefined ? '' : `: ${unescapeXml(message)}`}`);
+    const err = new UploadSyncError('ERR_STORE', `Bucket ${config.bucket}${r.what}: ${code} (HTTP ${status}) on ${r.method}${message === undefined ? '' : `: ${unescapeXml(message)}`}`);
+    return Object.assign(err, { status });
   };
 
   const sendOnce = (r: Request) => {
@@ -92,12 +97,12 @@ export function signer(config: StoreConfig, sockets: number): Signer {
     return new Promise<Answer>((resolve, reject) => {
       const req = request({ ...signed, hostname: base.hostname, port: base.port, agent, signal }, (res) => {
         const status = res.statusCode ?? 0;
-        if (r.stream === true && status === 200) return resolve({ status, headers: res.headers, text: '', body: res }); // the caller reads it
+        if (r.stream === true && (status === 200 || status === 206)) return resolve({ status, headers: res.headers, text: '', body: res }); // the caller reads it
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          if ((status >= 200 && status < 300) || status === 404) return resolve({ status, headers: res.headers, text });
+          if ((status >= 200 && status < 300) || status === 404 || r.answers?.includes(status) === true) return resolve({ status, headers: res.headers, text });
           reject(Object.assign(storeError(r, status, text, res.headers), { retryable: status >= 500 || status === 429 }));
         });
         res.on('error', reject);
@@ -121,9 +126,17 @@ export function signer(config: StoreConfig, sockets: number): Signer {
     }
   };
 
+  const presign = (resource: string, query: Readonly<Record<string, string>>, expiresIn: number) => {
+    const q = Object.entries({ ...query, 'X-Amz-Expires': String(expiresIn) }).map(([k, v]) => `${encode(k)}=${encode(v)}`);
+    // Signed for the host alone, the payload UNSIGNED-PAYLOAD (aws4's signQuery for s3), as the SDK's presigner does.
+    const signed = aws4.sign({ host, method: 'GET', path: `${resource}?${q.join('&')}`, service: 's3', region, signQuery: true }, credentials);
+    return `${base.protocol}//${host}${signed.path!}`;
+  };
+
   return {
     bucket: config.bucket,
     root,
+    presign,
     resource: (key) => `${root}/${key.split('/').map(encode).join('/')}`,
     send,
     sendOnce,

@@ -12,13 +12,15 @@
 import type { StoreConfig } from '../config/store.js';
 import { UploadSyncError, errorMessage } from '../shared/errors.js';
 import { keyOf } from './keys.js';
-import { headObject } from './lean.js';
+import { getObject, headObject, presignObject } from './lean-read.js';
 import { encode, escapeXml, header, signer, tag, unescapeXml, type Headers, type Request, type Signer } from './lean-http.js';
-import type { DeleteResult, PutOptions, PutResult, StoreHead, WritableStore } from './types.js';
+import type { BucketStore, DeleteResult, GetOptions, GetResult, PresignResponse, PutOptions, PutResult, StoreHead } from './types.js';
 import { writeObject, type ObjectFields, type WriteCalls } from './write.js';
 
-/** The store of a config that `canSign` (lean-http.ts), for saving into it. */
-export class LeanStore implements WritableStore {
+const SOCKETS = 256;
+
+/** The store of a config that `canSign` (lean-http.ts), for saving into it and serving from it. */
+export class LeanStore implements BucketStore {
   readonly bucket: string;
   readonly prefix: string;
   readonly partSize: number;
@@ -31,8 +33,10 @@ export class LeanStore implements WritableStore {
     this.prefix = config.prefix;
     this.partSize = tuning.partSize;
     this.queueSize = tuning.queueSize;
-    // A socket per part in flight, a HEAD beside them; more uploads at once share the agent's queue.
-    this.http = signer(config, 16);
+    // One agent for saves and the route: a save holds a socket per part in flight, a proxied GET one
+    // for as long as its client takes to read the body (minutes for a slow listener), so the cap is
+    // well above the SDK's 50: a request queued behind it would wait for a stream to end (504).
+    this.http = signer(config, SOCKETS);
     this.writes = leanWriteCalls(this.http);
   }
 
@@ -43,6 +47,16 @@ export class LeanStore implements WritableStore {
   /** As `S3Store.head` (an invalid path rejects with `ERR_INVALID_NAME`, as every method here). */
   async head(path: string, options: { signal?: AbortSignal | undefined } = {}): Promise<StoreHead | null> {
     return await headObject(this.http, this.key(path), options.signal);
+  }
+
+  /** As `S3Store.get`: Range and conditionals passed through; 304, 404, 412 and 416 answered with `body: null`. */
+  async get(path: string, options: GetOptions = {}): Promise<GetResult> {
+    return await getObject(this.http, this.key(path), options);
+  }
+
+  /** As `S3Store.presignGet`, signed here by aws4 (`signQuery`): no request, no SDK. */
+  async presignGet(path: string, expiresIn = 300, response: PresignResponse = {}): Promise<string> {
+    return presignObject(this.http, this.key(path), expiresIn, response);
   }
 
   /** As `S3Store.put` (write.ts), on signed requests. */

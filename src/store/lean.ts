@@ -12,8 +12,9 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { StoreConfig } from '../config/store.js';
-import { formatMtime, listPrefixOf, parseMtime, pathOfKey } from './keys.js';
-import { canSign, encode, header, signer, tag, unescapeXml, type Request, type Signer } from './lean-http.js';
+import { formatMtime, listPrefixOf, pathOfKey } from './keys.js';
+import { canSign, encode, signer, tag, unescapeXml, type Request } from './lean-http.js';
+import { getObject, headObject } from './lean-read.js';
 import type { GetResult, S3Store, StoreEntry, StoreHead } from './s3-store.js';
 
 export type HeadFn = (path: string, options?: { signal?: AbortSignal | undefined }) => Promise<StoreHead | null>;
@@ -84,16 +85,7 @@ export function leanRequests(store: S3Store, config: StoreConfig, sockets: numbe
   const head: HeadFn = async (path, options = {}) => await headObject(http, store.key(path), options.signal);
 
   /** Tried again like the others until the answer starts; the body itself is not (the caller checks its length). */
-  const get: GetFn = async (path, options = {}) => {
-    const { key, resource } = objectResource(path);
-    const answer = await http.send({ method: 'GET', resource, what: `, key ${key}`, signal: options.signal, stream: true });
-    const headers: Record<string, string> = {};
-    for (const name of ['content-length', 'content-type', 'etag', 'last-modified', 'accept-ranges', 'x-amz-meta-mtime']) {
-      const v = header(answer.headers[name]);
-      if (v !== undefined) headers[name] = v;
-    }
-    return { status: answer.status, headers, body: answer.body ?? null };
-  };
+  const get: GetFn = async (path, options = {}) => await getObject(http, store.key(path), { signal: options.signal });
 
   const putSmall: PutSmallFn = async (path, body, options) => {
     const { key, resource } = objectResource(path);
@@ -102,18 +94,4 @@ export function leanRequests(store: S3Store, config: StoreConfig, sockets: numbe
     if (answer.status === 404) throw storeError('PUT', `, key ${key}`, 404, answer.text, answer.headers); // NoSuchBucket
   };
   return { list, head, get, putSmall, close: () => http.close() };
-}
-
-/** A HEAD of `key`: its size, source mtime, ETag and type, or `null` when there is no such object. */
-export async function headObject(http: Signer, key: string, signal: AbortSignal | undefined): Promise<StoreHead | null> {
-  const answer = await http.send({ method: 'HEAD', resource: http.resource(key), what: `, key ${key}`, signal });
-  if (answer.status === 404) return null;
-  const lastModified = header(answer.headers['last-modified']);
-  return {
-    size: Number(answer.headers['content-length'] ?? 0),
-    mtimeMs: parseMtime(header(answer.headers['x-amz-meta-mtime'])),
-    etag: header(answer.headers.etag) ?? '',
-    contentType: header(answer.headers['content-type']) ?? null,
-    lastModified: lastModified === undefined ? null : new Date(lastModified),
-  };
 }

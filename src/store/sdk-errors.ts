@@ -23,3 +23,9 @@ export function mapStoreError(err: unknown, bucket: string, key: string | undefi
   const what = `${e?.Code ?? e?.name ?? 'Error'}${status === undefined ? '' : ` (HTTP ${status})`}`;
   return new UploadSyncError('ERR_STORE', `Bucket ${bucket}${key === undefined ? '' : `, key ${key}`}: ${what}: ${errorMessage(err)}`, { cause: err });
 }
+
+/** The HTTP status of an `ERR_STORE`: the SDK's (its error is the `cause`), or lean-http.ts's `status`. */
+export function storeStatusOf(err: unknown): number | undefined {
+  const e = err as { status?: unknown; cause?: unknown } | null;
+  return typeof e?.status === 'number' ? e.status : statusOf(e?.cause);
+}

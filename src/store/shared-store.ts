@@ -9,7 +9,7 @@ import { canSign } from './lean-http.js';
 import { LeanStore } from './lean-write.js';
 import { storeFromConfig } from './open.js';
 import type { S3Store } from './s3-store.js';
-import type { StoreTuning, WritableStore } from './types.js';
+import type { BucketStore, StoreTuning } from './types.js';
 
 /** Stores whose client this library made, by their settings (endpoint, region, credentials, path style, bucket, prefix, tuning). */
 const built = new Map<string, Promise<S3Store>>();
@@ -41,11 +41,12 @@ export function sharedStore(config: StoreConfig, tuning: StoreTuning = {}): Prom
 const lean = new Map<string, LeanStore>();
 
 /**
- * The store to save into: a {@link LeanStore} when requests can be signed here (a store from the
- * environment with its keys), which never loads the AWS SDK; else `sharedStore`'s.
+ * The store to save into and serve from: a {@link LeanStore} when requests can be signed here (a
+ * store from the environment with its keys: `canSign`, the one place that condition is decided),
+ * which never loads the AWS SDK; else `sharedStore`'s. One per settings and tuning per process.
  * @throws UploadSyncError `ERR_CONFIG` when the SDK is needed and not installed.
  */
-export async function sharedWritableStore(config: StoreConfig, tuning: Required<StoreTuning>): Promise<WritableStore> {
+export async function sharedBucketStore(config: StoreConfig, tuning: Required<StoreTuning>): Promise<BucketStore> {
   if (!canSign(config)) return await sharedStore(config, tuning);
   const key = JSON.stringify([config, tuning.partSize, tuning.queueSize]);
   let store = lean.get(key);

@@ -64,6 +64,13 @@ export interface GetOptions {
   signal?: AbortSignal;
 }
 
+/** Headers of the bucket's answer to a presigned GET (signed `response-*` parameters). */
+export interface PresignResponse {
+  contentType?: string;
+  contentDisposition?: string;
+  cacheControl?: string;
+}
+
 /**
  * A GET's answer: `body` for 200 and 206, `null` for 304, 404, 412 and 416 (which are answers, not
  * errors). Header names are lower-case: `content-length`, `content-range`, `content-type`, `etag`,
@@ -101,3 +108,18 @@ export interface WritableStore {
   put(path: string, body: AsyncIterable<Uint8Array>, options?: PutOptions): Promise<PutResult>;
   deleteMany(paths: readonly string[], options?: { signal?: AbortSignal }): Promise<DeleteResult>;
 }
+
+/**
+ * What the route reads of a store (src/next/serve-store.ts): `S3Store`, or `LeanStore` (no SDK).
+ * Paths as `S3Store`'s; `get` answers 304, 404, 412 and 416 (`body: null`) rather than throwing.
+ */
+export interface ReadableStore {
+  readonly bucket: string;
+  head(path: string, options?: { signal?: AbortSignal | undefined }): Promise<StoreHead | null>;
+  get(path: string, options?: GetOptions): Promise<GetResult>;
+  /** A presigned GET URL, valid `expiresIn` seconds. */
+  presignGet(path: string, expiresIn?: number, response?: PresignResponse): Promise<string>;
+}
+
+/** The store an app's uploads are saved into and served from: one per store settings per process (shared-store.ts). */
+export type BucketStore = WritableStore & ReadableStore;
