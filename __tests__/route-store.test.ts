@@ -1,6 +1,8 @@
 /**
  * createUploadsRoute serving from the store (issue 12 point 4) against a real Ceph RGW
- * (__tests__/s3-helpers.ts). The oracle is the same route serving the same files from disk (itself
+ * (__tests__/s3-helpers.ts), both ways a store reads: `sdk` (the user's own `client`: the AWS SDK)
+ * and `lean` (a store from the environment with its keys: signed requests, no SDK; lean-read.ts).
+ * Requests are counted by a logging proxy in front of the gateway (s3-proxy.ts). The oracle is the same route serving the same files from disk (itself
  * checked against `send` in route-send-oracle.test.ts): for a generated set of requests, the
  * bucket route must give the same status, bytes and headers; only the ETag differs (the object's,
  * not `"size-mtime"`), and a 304 the bucket answered carries no Last-Modified (serve-store.ts).
@@ -14,13 +16,14 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { CreateBucketCommand, DeleteBucketCommand, GetObjectCommand, HeadObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { createUploadsRoute } from '../src/next.js';
 import { writeResponse } from '../src/next/preload.js';
 import { openStore } from '../src/store/open.js';
 import type { S3Store } from '../src/store/s3-store.js';
 import { ROOT, tempProject, waitFor, writeTree } from './helpers.js';
 import { bucketName, s3TestEnv, type S3Env } from './s3-helpers.js';
+import { loggingProxy, type LoggingProxy } from './s3-proxy.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const gw = await s3TestEnv();
@@ -57,25 +60,6 @@ const FILES: Record<string, Buffer> = {
   'big.mp3': bytesOf(6 * MiB + 123, 8),
 };
 const urlOf = (path: string) => `/uploads/${path.split('/').map(encodeURIComponent).join('/')}`;
-
-/** A real S3Client that logs every command it sends and keeps each GetObject body. */
-class LoggingClient extends S3Client {
-  readonly sent: string[] = [];
-  readonly bodies: Readable[] = [];
-  /** Runs after a command's answer and before the caller gets it (to change the bucket in between). */
-  after: ((command: object) => Promise<void>) | null = null;
-  constructor(config: S3ClientConfig) {
-    super(config);
-  }
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  override async send(command: any, options?: any): Promise<any> {
-    this.sent.push(`${command.constructor.name} ${command.input?.Key ?? ''}`);
-    const out = (await super.send(command, options)) as { Body?: unknown };
-    if (command instanceof GetObjectCommand && out.Body !== undefined) this.bodies.push(out.Body as Readable);
-    await this.after?.(command);
-    return out;
-  }
-}
 
 interface Answer {
   status: number;
@@ -128,27 +112,45 @@ function requestsFor(size: number, v: { etag: string; lastModified: string }, se
   return out;
 }
 
-d('the route serves from the store as it serves from disk (real Ceph RGW)', () => {
+for (const mode of ['sdk', 'lean'] as const) d(`the route serves from the store as it serves from disk (real Ceph RGW, ${mode})`, () => {
   let env: S3Env;
   let admin: S3Client;
   let store: S3Store;
-  let client: LoggingClient;
-  const bucket = bucketName('route');
+  let client: S3Client;
+  let proxy: LoggingProxy;
+  const savedEnv = { ...process.env };
+  const bucket = bucketName(`route-${mode}`);
   const disk = tempProject('upload-sync-route-disk-');
   const empty = tempProject('upload-sync-route-bucket-');
-  const clientConfig = (): S3ClientConfig => ({
-    endpoint: env.AWS_ENDPOINT_URL, region: 'us-east-1', forcePathStyle: true,
+  const clientConfig = (endpoint = env.AWS_ENDPOINT_URL): S3ClientConfig => ({
+    endpoint, region: 'us-east-1', forcePathStyle: true,
     credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! },
     requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
   });
   const diskRoute = () => createUploadsRoute({ root: disk.root, source: disk.source, dest: disk.dest });
+  /** The store option of this mode: the user's client, or `s3://…` with the AWS variables in process.env (lean). */
+  const storeOption = (c = client) => (mode === 'sdk' ? { bucket, prefix: PREFIX, client: c } : `s3://${bucket}/${PREFIX}`);
   const bucketRoute = (extra: Parameters<typeof createUploadsRoute>[0] = {}) =>
-    createUploadsRoute({ root: empty.root, source: empty.source, dest: empty.dest, store: { bucket, prefix: PREFIX, client }, ...extra });
+    createUploadsRoute({ root: empty.root, source: empty.source, dest: empty.dest, store: storeOption(), ...extra });
+  /** A route whose bucket is at `endpoint` (a closed port, a silent server): its own client, or AWS_ENDPOINT_URL for the call's length. */
+  const routeAt = async (endpoint: string, extra: Parameters<typeof createUploadsRoute>[0], use: (route: Route) => Promise<void>) => {
+    const own = new S3Client({ ...clientConfig(endpoint), maxAttempts: 3 });
+    const saved = process.env.AWS_ENDPOINT_URL;
+    if (mode === 'lean') process.env.AWS_ENDPOINT_URL = endpoint;
+    try {
+      await use(createUploadsRoute({ root: empty.root, source: empty.source, dest: empty.dest, store: storeOption(own), ...extra }));
+    } finally {
+      if (mode === 'lean') process.env.AWS_ENDPOINT_URL = saved;
+      own.destroy();
+    }
+  };
 
   beforeAll(async () => {
     env = (gw as { env: S3Env }).env;
     admin = new S3Client(clientConfig());
-    client = new LoggingClient(clientConfig());
+    proxy = await loggingProxy(env.AWS_ENDPOINT_URL!, bucket);
+    client = new S3Client(clientConfig(proxy.url));
+    if (mode === 'lean') Object.assign(process.env, env, { AWS_ENDPOINT_URL: proxy.url });
     await admin.send(new CreateBucketCommand({ Bucket: bucket }));
     store = await openStore({ bucket, prefix: PREFIX, client: admin }, { partSize: 5 * MiB });
     await writeTree(disk.source, FILES);
@@ -171,7 +173,10 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
       await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
       admin.destroy();
       client.destroy();
+      await proxy.close();
     }
+    for (const k of Object.keys(process.env)) if (!(k in savedEnv)) delete process.env[k];
+    Object.assign(process.env, savedEnv);
     await disk.cleanup();
     await empty.cleanup();
   });
@@ -212,12 +217,12 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
     const route = bucketRoute();
     expect((await call(route, '/uploads/layered.mp3')).body.toString()).toBe('from the bucket');
     await writeTree(empty.dest, { 'layered.mp3': 'from the mirror' });
-    const before = client.sent.length;
+    const before = proxy.sent.length;
     expect((await call(route, '/uploads/layered.mp3')).body.toString()).toBe('from the mirror');
     await writeTree(empty.source, { 'layered.mp3': 'from the source' });
     expect((await call(route, '/uploads/layered.mp3')).body.toString()).toBe('from the source');
     expect((await call(route, '/uploads/layered.mp3', {}, 'HEAD')).headers['content-length']).toBe('15');
-    expect(client.sent.slice(before)).toEqual([]);
+    expect(proxy.sent.slice(before)).toEqual([]);
   });
 
   test('a refused path never reaches the bucket, even when the bucket holds that key', async () => {
@@ -230,7 +235,7 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
       '/uploads/.git/config.mp3', '/uploads/x.exe', '/uploads/%2e%2e/secret.mp3', '/uploads/..%2fsecret.mp3', '/uploads/a%2fb.mp3',
       '/uploads/a%5cb.mp3', '/uploads/bad%zz.mp3', '/uploads/nul%00.mp3', '/uploads/sub//x.mp3', '/uploads/', '/other/song.mp3',
     ];
-    const before = client.sent.length;
+    const before = proxy.sent.length;
     const statuses: Record<string, number> = {};
     for (const url of refused) {
       for (const method of ['GET', 'HEAD'] as const) {
@@ -242,42 +247,45 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
       expect((await call(bucketRoute({ extensions: ['mp3', 'txt'], delivery: 'redirect' }), url)).status).toBe(404);
     }
     expect(statuses).toEqual({});
-    expect(client.sent.slice(before)).toEqual([]);
+    expect(proxy.sent.slice(before)).toEqual([]);
     // The same keys are there: an accepted path does reach the bucket.
     expect((await call(route, '/uploads/notes.txt')).status).toBe(200);
-    expect(client.sent.length).toBeGreaterThan(before);
+    expect(proxy.sent.length).toBeGreaterThan(before);
   });
 
   test('a plain GET, a seek and a revalidation cost one bucket request each; a date-only conditional a HEAD', async () => {
     const route = bucketRoute();
     const etag = (await call(route, '/uploads/song.mp3', {}, 'HEAD')).headers.etag!;
-    const before = client.sent.length;
+    const before = proxy.sent.length;
     expect((await call(route, '/uploads/song.mp3')).status).toBe(200);
     expect((await call(route, '/uploads/song.mp3', { range: 'bytes=100-199' })).status).toBe(206);
     const revalidated = await call(route, '/uploads/song.mp3', { 'if-none-match': etag });
     expect(revalidated.status).toBe(304);
     expect(revalidated.headers.etag).toBe(etag);
     expect((await call(route, '/uploads/song.mp3', { 'if-modified-since': new Date().toUTCString() })).status).toBe(304);
-    expect(client.sent.slice(before).map((c) => c.split(' ')[0])).toEqual(['GetObjectCommand', 'GetObjectCommand', 'GetObjectCommand', 'HeadObjectCommand']);
+    expect(proxy.sent.slice(before).map((c) => c.split(' ')[0])).toEqual(['GET', 'GET', 'GET', 'HEAD']);
+    // Through the SDK for a user's client; by lean-read.ts's signed requests for a store from the environment.
+    if (mode === 'sdk') expect(proxy.bySdk).toBeGreaterThan(0);
+    else expect(proxy.bySdk).toBe(0);
   });
 
   test('an object replaced between the HEAD and the GET: the GET, pinned to the ETag, fails and the route starts over (never old headers on new bytes)', async () => {
     await store.put('replaced.mp3', Readable.from([Buffer.from('old bytes')]), { mtimeMs: 1_700_000_000_000 });
     let replaced = 0;
-    client.after = async (command) => {
-      if (command instanceof HeadObjectCommand && replaced++ === 0) await store.put('replaced.mp3', Readable.from([Buffer.from('the new, longer bytes')]), { mtimeMs: 1_800_000_000_000 });
+    proxy.after = async (method) => {
+      if (method === 'HEAD' && replaced++ === 0) await store.put('replaced.mp3', Readable.from([Buffer.from('the new, longer bytes')]), { mtimeMs: 1_800_000_000_000 });
     };
     try {
-      const before = client.sent.length;
+      const before = proxy.sent.length;
       // If-Modified-Since alone: decided from a HEAD, then a pinned GET.
       const a = await call(bucketRoute(), '/uploads/replaced.mp3', { 'if-modified-since': new Date(1_600_000_000_000).toUTCString() });
       expect(a.status).toBe(200);
       expect(a.body.toString()).toBe('the new, longer bytes');
       expect(a.headers['content-length']).toBe('21');
       expect(a.headers['last-modified']).toBe(new Date(1_800_000_000_000).toUTCString());
-      expect(client.sent.slice(before).map((c) => c.split(' ')[0])).toEqual(['HeadObjectCommand', 'GetObjectCommand', 'HeadObjectCommand', 'GetObjectCommand']);
+      expect(proxy.sent.slice(before).map((c) => c.split(' ')[0])).toEqual(['HEAD', 'GET', 'HEAD', 'GET']);
     } finally {
-      client.after = null;
+      proxy.after = null;
     }
   });
 
@@ -292,20 +300,20 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
 
   test('redirect: 307 to a presigned GET that serves the bytes with the route\'s type and disposition; HEAD answered by the route', async () => {
     const route = bucketRoute({ delivery: 'redirect', presignExpiresIn: 60 });
-    const proxy = bucketRoute();
-    const before = client.sent.length;
+    const proxied = bucketRoute();
+    const before = proxy.sent.length;
     for (const [path, content] of Object.entries(FILES)) {
       if (content.length > MiB) continue;
       const res = await route.GET(new Request(`http://localhost${urlOf(path)}`));
       expect(res.status).toBe(307);
       expect(res.headers.get('cache-control')).toBe('private, no-store');
       const location = res.headers.get('location')!;
-      expect(location.startsWith(env.AWS_ENDPOINT_URL!)).toBe(true);
+      expect(location.startsWith(proxy.url)).toBe(true);
       expect(location).toContain('X-Amz-Expires=60');
       const whole = await fetch(location);
       expect(whole.status).toBe(200);
       expect(Buffer.from(await whole.arrayBuffer()).equals(content)).toBe(true);
-      const own = await call(proxy, urlOf(path));
+      const own = await call(proxied, urlOf(path));
       expect(whole.headers.get('content-type')).toBe(own.headers['content-type']);
       expect(whole.headers.get('content-disposition')).toBe(own.headers['content-disposition'] ?? null);
       expect(whole.headers.get('cache-control')).toBe(own.headers['cache-control']);
@@ -319,19 +327,41 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
       expect((await fetch(location, { method: 'HEAD' })).status).toBe(403);
       for (const headers of [{}, { range: 'bytes=0-3' }, { range: `bytes=${content.length}-` }] as Record<string, string>[]) {
         const h = await call(route, urlOf(path), headers, 'HEAD');
-        const p = await call(proxy, urlOf(path), headers, 'HEAD');
+        const p = await call(proxied, urlOf(path), headers, 'HEAD');
         expect(comparable(h)).toEqual(comparable(p));
         expect(h.headers.etag).toBe(p.headers.etag);
       }
     }
-    // The GETs cost no bucket request (presigning is local); only the HEADs (through HEAD) did.
-    expect(client.sent.slice(before).every((c) => c.startsWith('HeadObjectCommand') || c.startsWith('GetObjectCommand'))).toBe(true);
-    const redirectGets = client.sent.slice(before).filter((c) => c.startsWith('GetObjectCommand')).length;
+    // The route's GETs cost no bucket request (presigning is local); only the HEADs (through HEAD) did.
+    const asked = proxy.sent.slice(before).filter((c) => !c.endsWith(' presigned'));
+    expect(asked.every((c) => c.startsWith('HEAD ') || c.startsWith('GET '))).toBe(true);
+    const redirectGets = asked.filter((c) => c.startsWith('GET ')).length;
     const proxyGets = Object.values(FILES).filter((c) => c.length <= MiB).length; // one per proxied whole GET above
     expect(redirectGets).toBe(proxyGets);
   });
 
-  test('the store of UPLOAD_SYNC_STORE (and the AWS variables) applies to a route without the option', async () => {
+  test('redirect: the presigned URL expires after presignExpiresIn (403), and a key with spaces, +, % and unicode signs right', async () => {
+    const path = 'ünï 曲/Cafe\u0301 ñ.m4a';
+    const route = bucketRoute({ delivery: 'redirect', presignExpiresIn: 1 });
+    const location = (await route.GET(new Request(`http://localhost${urlOf(path)}`))).headers.get('location')!;
+    expect(location).toContain('X-Amz-Expires=1&');
+    for (const name of ['sp ace & co.mp3', 'plus+sign.flac', '100%25 sure.ogg']) {
+      const other = (await bucketRoute({ delivery: 'redirect' }).GET(new Request(`http://localhost${urlOf(name)}`))).headers.get('location')!;
+      expect(Buffer.from(await (await fetch(other)).arrayBuffer()).equals(FILES[name]!)).toBe(true);
+    }
+    // Signed a moment ago: valid, unless this machine stalled past the second (then the 403 below is what counts).
+    const first = await fetch(location);
+    if (first.status === 200) expect(Buffer.from(await first.arrayBuffer()).equals(FILES[path]!)).toBe(true);
+    else expect(first.status).toBe(403);
+    const statusOf = async () => {
+      const r = await fetch(location);
+      await r.arrayBuffer();
+      return r.status;
+    };
+    await waitFor(async () => (await statusOf()) === 403, { timeoutMs: 10_000, intervalMs: 200, message: 'the presigned URL to expire' });
+  }, 20_000);
+
+  if (mode === 'lean') test('the store of UPLOAD_SYNC_STORE (and the AWS variables) applies to a route without the option', async () => {
     const saved = { ...process.env };
     Object.assign(process.env, env, { UPLOAD_SYNC_STORE: `s3://${bucket}/${PREFIX}` });
     try {
@@ -351,14 +381,9 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
     await once(probe, 'listening');
     const port = (probe.address() as AddressInfo).port;
     await new Promise((r) => probe.close(r));
-    const saved = { ...process.env };
-    Object.assign(process.env, env, { AWS_ENDPOINT_URL: `http://127.0.0.1:${port}` });
     const lines: string[] = [];
-    try {
-      const route = createUploadsRoute({
-        root: empty.root, source: empty.source, dest: empty.dest, store: `s3://${bucket}`,
-        logger: { info: () => undefined, warn: () => undefined, error: (m: string) => lines.push(m) },
-      });
+    const logger = { info: () => undefined, warn: () => undefined, error: (m: string) => lines.push(m) };
+    await routeAt(`http://127.0.0.1:${port}`, { logger }, async (route) => {
       const started = Date.now();
       for (const [method, headers] of [['GET', {}], ['GET', { range: 'bytes=0-1' }], ['GET', { 'if-modified-since': new Date().toUTCString() }], ['HEAD', {}]] as const) {
         const a = await call(route, '/uploads/song.mp3', headers, method);
@@ -370,10 +395,7 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
       expect(lines).toHaveLength(4);
       expect(lines[0]).toMatch(/song\.mp3 from the bucket .*ECONNREFUSED/);
       expect(lines.join('\n')).not.toMatch(/\n\s+at /);
-    } finally {
-      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-      Object.assign(process.env, saved);
-    }
+    });
   });
 
   test('a bucket that accepts connections and never answers: 504 after storeTimeoutMs, logged; never a hung request', async () => {
@@ -381,31 +403,26 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
     const silent = createNetServer((socket) => sockets.push(socket));
     silent.listen(0, '127.0.0.1');
     await once(silent, 'listening');
-    const saved = { ...process.env };
-    Object.assign(process.env, env, { AWS_ENDPOINT_URL: `http://127.0.0.1:${(silent.address() as AddressInfo).port}` });
     const lines: string[] = [];
+    const logger = { info: () => undefined, warn: () => undefined, error: (m: string) => lines.push(m) };
     try {
-      const route = createUploadsRoute({
-        root: empty.root, source: empty.source, dest: empty.dest, store: `s3://${bucket}`, storeTimeoutMs: 300,
-        logger: { info: () => undefined, warn: () => undefined, error: (m: string) => lines.push(m) },
+      await routeAt(`http://127.0.0.1:${(silent.address() as AddressInfo).port}`, { logger, storeTimeoutMs: 300 }, async (route) => {
+        for (const [method, headers] of [['GET', {}], ['GET', { 'if-unmodified-since': new Date().toUTCString() }], ['HEAD', {}]] as const) {
+          const a = await call(route, '/uploads/song.mp3', headers, method);
+          expect(a.status).toBe(504);
+          expect(a.body.toString()).toBe(method === 'GET' ? 'Gateway Timeout\n' : '');
+        }
+        expect(sockets.length).toBeGreaterThan(0); // it did reach the silent server
+        expect(lines).toHaveLength(3);
+        expect(lines[0]).toMatch(/song\.mp3 from the bucket .*no answer within 300 ms \(storeTimeoutMs\)/);
       });
-      for (const [method, headers] of [['GET', {}], ['GET', { 'if-unmodified-since': new Date().toUTCString() }], ['HEAD', {}]] as const) {
-        const a = await call(route, '/uploads/song.mp3', headers, method);
-        expect(a.status).toBe(504);
-        expect(a.body.toString()).toBe(method === 'GET' ? 'Gateway Timeout\n' : '');
-      }
-      expect(sockets.length).toBeGreaterThan(0); // it did reach the silent server
-      expect(lines).toHaveLength(3);
-      expect(lines[0]).toMatch(/song\.mp3 from the bucket .*no answer within 300 ms \(storeTimeoutMs\)/);
     } finally {
-      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-      Object.assign(process.env, saved);
       for (const socket of sockets) socket.destroy();
       silent.close();
     }
   }, 20_000);
 
-  test('memory stays flat proxying a 300 MB object (built package, a child process, a client that pauses)', async () => {
+  if (mode === 'lean') test('memory stays flat proxying a 300 MB object (built package, a child process, a client that pauses)', async () => {
     const SIZE = 300 * MiB;
     async function* pattern(): AsyncGenerator<Uint8Array> {
       const block = bytesOf(MiB, 9);
@@ -479,7 +496,7 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     try {
-      const bodies = client.bodies.length;
+      const cut = proxy.cut.length;
       const received = await new Promise<number>((resolve) => {
         const req = httpRequest(`http://127.0.0.1:${(server.address() as AddressInfo).port}/uploads/big.mp3`, { agent: false }, (res) => {
           res.once('data', (chunk: Buffer) => {
@@ -492,10 +509,9 @@ d('the route serves from the store as it serves from disk (real Ceph RGW)', () =
         req.end();
       });
       expect(received).toBeGreaterThan(0);
-      expect(client.bodies.length).toBe(bodies + 1);
-      const body = client.bodies[bodies]!;
-      await waitFor(() => body.destroyed, { message: 'the object stream destroyed after the client left' });
-      expect(body.readableEnded).toBe(false); // cut short, not read to its end
+      // The route's request to the bucket closed before the object's body was all sent.
+      await waitFor(() => proxy.cut.length > cut, { message: 'the object stream destroyed after the client left' });
+      expect(proxy.cut.slice(cut)).toEqual([`GET ${PREFIX}/big.mp3`]);
     } finally {
       server.close();
     }

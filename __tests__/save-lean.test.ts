@@ -2,7 +2,8 @@
  * Saving into a bucket without the AWS SDK (issue 12 point 3: src/store/lean-write.ts).
  * - The built package in child processes (ESM and CJS), the SDK made unresolvable and every attempt
  *   to resolve it logged: `saveUpload` and `saveMultipart` with `UPLOAD_SYNC_STORE` save, refuse and
- *   abort as they should, and nothing asks for `@aws-sdk/*`.
+ *   abort as they should; `createUploadsRoute` serves what they saved from the bucket (proxy GET,
+ *   Range, 304, 416, HEAD; redirect to a presigned URL that works); nothing asks for `@aws-sdk/*`.
  * - `LeanStore` against the real Ceph RGW (__tests__/s3-helpers.ts): parts byte-exact, `maxBytes`,
  *   abort, never overwriting, hostile keys; no pending multipart upload after any of them.
  * - Against a plain HTTP server of the test's: a CompleteMultipartUpload answered 200 with an error
@@ -201,7 +202,7 @@ d('saving into a bucket without the AWS SDK, against a real Ceph RGW', () => {
 
     // The same script for both builds: saves, refusals and an abort; prints the outcomes as JSON.
     const body = (entry: string) => `
-      const { saveUpload, saveMultipart } = LOAD(${JSON.stringify(entry)});
+      const { saveUpload, saveMultipart, createUploadsRoute } = LOAD(${JSON.stringify(entry)});
       const big = (size, onChunk) => { let sent = 0; return new ReadableStream({ async pull(c) {
         if (sent >= size) return c.close();
         const n = Math.min(65536, size - sent); const chunk = new Uint8Array(n); for (let i = 0; i < n; i++) chunk[i] = (sent + i) % 251;
@@ -222,12 +223,29 @@ d('saving into a bucket without the AWS SDK, against a real Ceph RGW', () => {
       const form = new FormData();
       form.append('file', new File([new Uint8Array(7 * 1048576)], 'z.mp3', { type: 'audio/mpeg' }));
       out.multipart = (await saveMultipart(new Request('http://localhost/', { method: 'POST', body: form }), o)).files.map((f) => f.size);
+      // The route serves them from the bucket (no disk copy), both deliveries.
+      const ask = async (route, method, headers = {}) => {
+        const r = await route[method](new Request('http://localhost/uploads/parts.mp3', { method, headers }));
+        const b = Buffer.from(await r.arrayBuffer());
+        return [r.status, b.length, r.headers.get('content-length'), r.headers.get('content-range'), b[0] ?? null];
+      };
+      const proxy = createUploadsRoute({ root: process.argv[1] });
+      out.whole = await ask(proxy, 'GET');
+      out.range = await ask(proxy, 'GET', { range: 'bytes=300-399' });
+      out.notModified = (await ask(proxy, 'GET', { 'if-none-match': out.parts.etag }))[0];
+      out.beyond = await ask(proxy, 'GET', { range: 'bytes=99999999-' });
+      out.head = await ask(proxy, 'HEAD', { range: 'bytes=0-9' });
+      const redirect = createUploadsRoute({ root: process.argv[1], delivery: 'redirect' });
+      const moved = await redirect.GET(new Request('http://localhost/uploads/parts.mp3'));
+      const signed = await fetch(moved.headers.get('location'), { headers: { range: 'bytes=251-260' } });
+      out.redirect = [moved.status, signed.status, [...new Uint8Array(await signed.arrayBuffer())]];
+      out.redirectHead = await ask(redirect, 'HEAD');
       process.stdout.write(JSON.stringify(out));`;
 
     test.each([
       ['ESM', 'module', join(ROOT, 'dist', 'next.js'), 'await import'],
       ['CJS', 'commonjs', join(ROOT, 'dist', 'next.cjs'), 'require'],
-    ])('%s: saveUpload and saveMultipart with UPLOAD_SYNC_STORE never ask for the SDK', async (_, type, entry, load) => {
+    ])('%s: saveUpload, saveMultipart and createUploadsRoute with UPLOAD_SYNC_STORE never ask for the SDK', async (_, type, entry, load) => {
       const log = join(p.root, 'sdk.log');
       const register = await hide(log);
       // CJS: require() does not go through the hook on this Node: log its requests of the SDK too.
@@ -246,6 +264,14 @@ d('saving into a bucket without the AWS SDK, against a real Ceph RGW', () => {
         small: expect.objectContaining({ size: 1000, etag: expect.stringMatching(/^"[0-9a-f]{32}"$/) }),
         parts: expect.objectContaining({ size: 12 * MiB + 5, etag: expect.stringMatching(/-3"$/) }),
         exists: 'ERR_EXISTS', tooLarge: 'ERR_TOO_LARGE', aborted: 'ERR_ABORTED', multipart: [7 * MiB], smallBuffered: true,
+        whole: [200, 12 * MiB + 5, String(12 * MiB + 5), null, 0],
+        range: [206, 100, '100', `bytes 300-399/${12 * MiB + 5}`, 300 % 251],
+        notModified: 304,
+        // The gateway's 416 has no Content-Range: the route's has the size.
+        beyond: [416, expect.any(Number), expect.any(String), `bytes */${12 * MiB + 5}`, expect.any(Number)],
+        head: [206, 0, '10', `bytes 0-9/${12 * MiB + 5}`, null],
+        redirect: [307, 206, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]],
+        redirectHead: [200, 0, String(12 * MiB + 5), null, null],
       });
       expect(await readFile(log, 'utf8')).toBe('');
       expect((await read(`${PREFIX}/${type}/parts.mp3`)).equals(expected(12 * MiB + 5))).toBe(true);
