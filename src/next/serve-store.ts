@@ -1,6 +1,8 @@
 /**
  * The route's second source: the store in a bucket (issue 12 point 4), asked only for a path the
- * route has already accepted and found on neither disk folder.
+ * route has already accepted and found on neither disk folder. The store is `uploadStore`'s (the
+ * one saving uses): signed requests without the SDK for a store from the environment with its
+ * keys, the SDK for a user's own client.
  *
  * `proxy` answers exactly as the disk route answers the same file: every decision (412, 304,
  * If-Range, 416, 206, 200) is made by respond.ts's `decide` on the object's size and validators,

@@ -1,9 +1,11 @@
 /**
- * Saving into a bucket without the AWS SDK: {@link LeanStore} has what `saveUpload` and
- * `saveMultipart` need of a store (head, put, deleteMany), its requests signed here (lean-http.ts).
+ * Saving into a bucket and serving from it without the AWS SDK: {@link LeanStore} has what
+ * `saveUpload`, `saveMultipart` (head, put, deleteMany) and `createUploadsRoute` (head, get,
+ * presignGet: lean-read.ts) need of a store, its requests signed here (lean-http.ts).
  * Why: an app server saving uploads into a bucket configured by `s3://…` and its keys in the
- * environment would otherwise load `@aws-sdk/client-s3` for five kinds of request, ~13 MB of RSS
- * (issue 12's goal is 1 GB saved at ≤ 100 MB peak), and pay its middleware per request.
+ * environment, and serving them, would otherwise load `@aws-sdk/client-s3` (and its presigner)
+ * for a few kinds of request, ~13 MB of RSS per process (issue 12's goal is 1 GB saved at ≤ 100 MB
+ * peak), and pay its middleware per request.
  *
  * The multipart upload is multipart.ts's, the same as the SDK path's (one part buffer reused,
  * `maxBytes` while streaming, aborted on any failure), on these requests: each part is sent from
