@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CreateBucketCommand, DeleteBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { createUploadsRoute } from '../src/next.js';
+import { createUploadsRoute, saveUpload } from '../src/next.js';
 import { writeResponse } from '../src/next/preload.js';
 import { openStore } from '../src/store/open.js';
 import type { S3Store } from '../src/store/s3-store.js';
@@ -396,6 +396,40 @@ for (const mode of ['sdk', 'lean'] as const) d(`the route serves from the store 
       expect(lines[0]).toMatch(/song\.mp3 from the bucket .*ECONNREFUSED/);
       expect(lines.join('\n')).not.toMatch(/\n\s+at /);
     });
+  });
+
+  test('a bucket answering 503 (after its retries): the route answers 503, logged; other errors 502', async () => {
+    const answers = [503, 403];
+    const fake = createServer((req, res) => {
+      req.resume();
+      const status = answers[0]!;
+      res.writeHead(status, { 'content-type': 'application/xml' });
+      res.end(req.method === 'HEAD' ? undefined : `<Error><Code>${status === 503 ? 'SlowDown' : 'AccessDenied'}</Code><Message>no</Message></Error>`);
+    });
+    fake.listen(0, '127.0.0.1');
+    await once(fake, 'listening');
+    const lines: string[] = [];
+    const logger = { info: () => undefined, warn: () => undefined, error: (m: string) => lines.push(m) };
+    try {
+      await routeAt(`http://127.0.0.1:${(fake.address() as AddressInfo).port}`, { logger }, async (route) => {
+        for (const method of ['GET', 'HEAD'] as const) expect((await call(route, '/uploads/song.mp3', {}, method)).status).toBe(503);
+        answers.shift();
+        expect((await call(route, '/uploads/song.mp3')).status).toBe(502);
+      });
+      expect(lines).toHaveLength(3);
+      expect(lines[0]).toMatch(/song\.mp3 from the bucket .*(SlowDown|503)/);
+    } finally {
+      fake.close();
+    }
+  }, 20_000);
+
+  if (mode === 'lean') test('the route and saveUpload share one store: a save and then a GET of it go over one kept-alive connection', async () => {
+    const before = proxy.sent.length;
+    const saved = await saveUpload(new Uint8Array(2000), { root: empty.root, store: storeOption(), originalName: 'shared.mp3', sync: false });
+    const a = await call(bucketRoute(), `/uploads/${saved.name}`, { range: 'bytes=0-9' });
+    expect([a.status, a.body.length]).toEqual([206, 10]);
+    expect(proxy.sent.slice(before)).toEqual([`PUT ${PREFIX}/${saved.name}`, `GET ${PREFIX}/${saved.name}`]);
+    expect(new Set(proxy.ports.slice(before)).size).toBe(1);
   });
 
   test('a bucket that accepts connections and never answers: 504 after storeTimeoutMs, logged; never a hung request', async () => {

@@ -13,6 +13,8 @@ export interface LoggingProxy {
   readonly url: string;
   /** `METHOD key` of each request (the key decoded, the bucket left out); ` presigned` appended for a query-signed one. */
   readonly sent: string[];
+  /** The client port of each request, in `sent`'s order: equal ports, one kept-alive connection. */
+  readonly ports: number[];
   /** How many requests the AWS SDK sent (its User-Agent): none for a store read and written without it. */
   bySdk: number;
   /** Each GET whose answer the store's side closed before its body was all sent (`METHOD key`). */
@@ -25,12 +27,13 @@ export interface LoggingProxy {
 export async function loggingProxy(target: string, bucket: string): Promise<LoggingProxy> {
   const to = new URL(target);
   const agent = new http.Agent({ keepAlive: true });
-  const proxy: Omit<LoggingProxy, 'url' | 'close'> = { sent: [], bySdk: 0, cut: [], after: null };
+  const proxy: Omit<LoggingProxy, 'url' | 'close'> = { sent: [], ports: [], bySdk: 0, cut: [], after: null };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url!, 'http://x');
     const key = decodeURIComponent(url.pathname.replace(new RegExp(`^/${bucket}/?`), ''));
     const entry = `${req.method} ${key}`;
     if (/aws-sdk-js/.test(String(req.headers['user-agent'] ?? '') + String(req.headers['x-amz-user-agent'] ?? ''))) proxy.bySdk++;
+    proxy.ports.push(req.socket.remotePort!);
     proxy.sent.push(url.searchParams.has('X-Amz-Signature') ? `${entry} presigned` : entry);
     const up = http.request({ hostname: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers, agent }, (answer) => {
       void (async () => {
