@@ -29,7 +29,6 @@ import type { GetResult, ReadableStore, StoreHead } from '../store/types.js';
 import { parseEtagList, type Validators } from './range.js';
 import { baseHeaders, decide, fileHeaders, plain, statusAnswer, typeOf, type Decision } from './respond.js';
 import type { RouteSettings } from './route-options.js';
-import { uploadStore } from './store-save.js';
 
 type Bytes = Extract<Decision, { kind: 'bytes' }>;
 
@@ -144,7 +143,9 @@ export class StoreServer {
    * @throws UploadSyncError `ERR_CONFIG` when the SDK is not installed (the route answers 500 and logs it).
    */
   async serve(request: Request, segments: readonly string[], head: boolean): Promise<Response> {
-    const store = await uploadStore(this.config); // a failed open (no SDK) is not kept: installed later, it works
+    // Loaded at the first request the bucket must answer: a worker serving from disk never loads it.
+    // A failed open (the SDK needed and missing) is not kept: installed later, it works.
+    const store = await (await import('./store-save.js')).uploadStore(this.config);
     const path = segments.join('/');
     const name = segments[segments.length - 1]!;
     const ask = new Asking(request.signal, this.route.storeTimeoutMs);
