@@ -69,26 +69,32 @@ export function canSign(config: StoreConfig): boolean {
 /** RFC 3986 encoding (`encodeURIComponent` leaves `!'()*`), as SigV4 wants it. */
 export const encode = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
+/** Where `config`'s requests go: the endpoint, the signed host, the bucket's root path, the region. */
+function addressOf(config: StoreConfig): { base: URL; host: string; root: string; region: string } {
+  const region = config.region ?? 'us-east-1';
+  const base = new URL(config.endpoint ?? `https://s3.${region}.amazonaws.com`);
+  // Virtual-hosted unless asked otherwise, as the SDK does (a bucket with dots cannot be a TLS host name).
+  const pathStyle = config.pathStyle || (base.protocol === 'https:' && config.bucket.includes('.'));
+  return { base, region, host: pathStyle ? base.host : `${config.bucket}.${base.host}`, root: pathStyle ? `/${config.bucket}` : '' };
+}
+
+/** The error of an S3 error answer to `r`: `ERR_EXISTS` for a write's 412, else `ERR_STORE` with the S3 code, message and `status`. */
+function storeErrorOf(bucket: string, r: Request, status: number, text: string, headers: http.IncomingHttpHeaders): UploadSyncError {
+  if (status === 412 && r.key !== undefined) return new UploadSyncError('ERR_EXISTS', `The object ${r.key} already exists`);
+  const code = tag(text, 'Code') ?? header(headers['x-amz-error-code']) ?? (status === 403 ? 'AccessDenied' : status === 404 ? 'NotFound' : 'Error');
+  const message = tag(text, 'Message');
+  const err = new UploadSyncError('ERR_STORE', `Bucket ${bucket}${r.what}: ${code} (HTTP ${status}) on ${r.method}${message === undefined ? '' : `: ${unescapeXml(message)}`}`);
+  return Object.assign(err, { status });
+}
+
 /** A signer of `config`'s requests with up to `sockets` connections; `canSign(config)` must hold. */
 export function signer(config: StoreConfig, sockets: number): Signer {
   const credentials = config.credentials!;
-  const region = config.region ?? 'us-east-1';
-  const base = new URL(config.endpoint ?? `https://s3.${region}.amazonaws.com`);
+  const { base, host, root, region } = addressOf(config);
   const secure = base.protocol === 'https:';
-  // Virtual-hosted unless asked otherwise, as the SDK does (a bucket with dots cannot be a TLS host name).
-  const pathStyle = config.pathStyle || (secure && config.bucket.includes('.'));
-  const host = pathStyle ? base.host : `${config.bucket}.${base.host}`;
-  const root = pathStyle ? `/${config.bucket}` : '';
   const agent = new (secure ? https : http).Agent({ keepAlive: true, maxSockets: sockets });
   const request = secure ? https.request : http.request;
-
-  const storeError = (r: Request, status: number, text: string, headers: http.IncomingHttpHeaders) => {
-    if (status === 412 && r.key !== undefined) return new UploadSyncError('ERR_EXISTS', `The object ${r.key} already exists`);
-    const code = tag(text, 'Code') ?? header(headers['x-amz-error-code']) ?? (status === 403 ? 'AccessDenied' : status === 404 ? 'NotFound' : 'Error');
-    const message = tag(text, 'Message');
-    const err = new UploadSyncError('ERR_STORE', `Bucket ${config.bucket}${r.what}: ${code} (HTTP ${status}) on ${r.method}${message === undefined ? '' : `: ${unescapeXml(message)}`}`);
-    return Object.assign(err, { status });
-  };
+  const storeError = (r: Request, status: number, text: string, headers: http.IncomingHttpHeaders) => storeErrorOf(config.bucket, r, status, text, headers);
 
   const sendOnce = (r: Request) => {
     const { signal } = r;
@@ -126,23 +132,24 @@ export function signer(config: StoreConfig, sockets: number): Signer {
     }
   };
 
-  const presign = (resource: string, query: Readonly<Record<string, string>>, expiresIn: number) => {
-    const q = Object.entries({ ...query, 'X-Amz-Expires': String(expiresIn) }).map(([k, v]) => `${encode(k)}=${encode(v)}`);
-    // Signed for the host alone, the payload UNSIGNED-PAYLOAD (aws4's signQuery for s3), as the SDK's presigner does.
-    const signed = aws4.sign({ host, method: 'GET', path: `${resource}?${q.join('&')}`, service: 's3', region, signQuery: true }, credentials);
-    return `${base.protocol}//${host}${signed.path!}`;
-  };
-
   return {
     bucket: config.bucket,
     root,
-    presign,
+    presign: (resource, query, expiresIn) => presignWith(config, resource, query, expiresIn),
     resource: (key) => `${root}/${key.split('/').map(encode).join('/')}`,
     send,
     sendOnce,
     storeError,
     close: () => agent.destroy(),
   };
+}
+
+/** `Signer.presign`: signed for the host alone, the payload UNSIGNED-PAYLOAD (aws4's `signQuery` for s3), as the SDK's presigner does. */
+function presignWith(config: StoreConfig, resource: string, query: Readonly<Record<string, string>>, expiresIn: number): string {
+  const { base, host, region } = addressOf(config);
+  const q = Object.entries({ ...query, 'X-Amz-Expires': String(expiresIn) }).map(([k, v]) => `${encode(k)}=${encode(v)}`);
+  const signed = aws4.sign({ host, method: 'GET', path: `${resource}?${q.join('&')}`, service: 's3', region, signQuery: true }, config.credentials!);
+  return `${base.protocol}//${host}${signed.path!}`;
 }
 
 export const header = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
