@@ -37,7 +37,7 @@ export interface LocalDestOptions {
   dryRun: boolean;
   /** The run's helper thread (`null`: none), started by the call when `start`. */
   helper: (start: boolean) => Helper | null;
-  /** Copies in one `publish` call from which the helper thread is started. */
+  /** Copies handed to `publish` in this run (this call's included) from which the helper thread is started. */
   helperFrom: number;
   signal: AbortSignal | undefined;
 }
@@ -54,6 +54,8 @@ export class LocalDest implements Destination {
   /** Jobs of a helper share whose thread died (and that thread's id): done here in `drain`. */
   private readonly orphaned: Array<{ job: CopyJob; done: Done; thread: number }> = [];
   private lastYield = performance.now();
+  /** Copies handed to `publish` so far: the planner's batches are small (plan-tree.ts says why), the run is not. */
+  private copies = 0;
 
   constructor(private readonly o: LocalDestOptions) {}
 
@@ -103,7 +105,8 @@ export class LocalDest implements Destination {
   async publish(jobs: CopyJob[], done: Done): Promise<void> {
     let next = 0;
     let end = jobs.length;
-    const helper = this.o.helper(end >= this.o.helperFrom);
+    this.copies += end;
+    const helper = this.o.helper(this.copies >= this.o.helperFrom);
     const giveShare = () => {
       if (!helper?.idle || end - next < 2 * MIN_SHARE || this.o.signal?.aborted) return;
       const n = Math.min(MAX_SHARE, Math.ceil((end - next) / 4));

@@ -22,7 +22,7 @@ import { Report } from './report.js';
 
 /** Folders waiting to be compared from which the helper thread is started (it takes ~30 ms to start). */
 const HELPER_FROM_FOLDERS = 16;
-/** Copies in one batch from which the helper thread is started for copying alone. */
+/** Copies in a run from which the helper thread is started for copying alone. */
 const HELPER_FROM_COPIES = 1000;
 const OWNER_WX = 0o300;
 
