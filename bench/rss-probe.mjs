@@ -85,11 +85,12 @@ async function runInProcess([lib, src, dst, ...rest]) {
   const allocProf = rest.includes('--alloc-prof') ? rest[rest.indexOf('--alloc-prof') + 1] : null;
   let session = null;
   if (allocProf) {
-    // Every allocation sampled, garbage included: what the run allocates per file, not what it keeps.
+    // Every allocation sampled, garbage included: what the run allocates per file, not what it keeps
+    // (`--promoted`: leaves out what died young, so what is left is what reached the old generation).
     const { Session } = await import('node:inspector/promises');
     session = new Session();
     session.connect();
-    await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !rest.includes('--promoted') });
   }
   const t0 = performance.now();
   const timer = setInterval(sample, 20);
