@@ -9,6 +9,7 @@ import { dirname, join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from '@jest/globals';
 import { transformFileSync } from '@swc/core';
 import { resolveConfig, resolveServeConfig, resolveSyncConfig } from '../src/config/config.js';
+import { whileFolderSyncs } from '../src/next/writer.js';
 import { UploadSyncError } from '../src/shared/errors.js';
 import { ROOT, cleanEnv, tempProject } from './helpers.js';
 
@@ -72,6 +73,38 @@ describe('uploads fsync the file before its name and the folder after (built pac
     const names = readdirSync(p.source);
     expect(names).toHaveLength(2);
     for (const name of names) expect(around(lines, join(p.source, name))).toMatchObject({ tmpSyncedBefore: true, dirSyncedAfter: true });
+  });
+});
+
+describe('an upload answers once its folder is fsynced and its mirror copy done, the two at once', () => {
+  // Issue 11, point 1: on a busy disk the folder's fsync is the upload's long wait; the mirror's copy
+  // (page-cache work) runs inside it instead of after it.
+  test('the copy starts before the fsync is even begun, so it cannot wait for it', async () => {
+    mkdirSync(p.source, { recursive: true });
+    let started = false;
+    const settled = whileFolderSyncs(p.source, async () => {
+      started = true;
+      return 'copied';
+    });
+    expect(started).toBe(true);
+    await expect(settled).resolves.toBe('copied');
+  });
+
+  test('a failed fsync wins, but only once the copy has finished', async () => {
+    let finished = false;
+    const missing = join(p.root, 'gone');
+    const settled = whileFolderSyncs(missing, async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      finished = true;
+      return 'copied';
+    });
+    await expect(settled).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(finished).toBe(true);
+  });
+
+  test('a failed copy is thrown; no folder: no fsync', async () => {
+    await expect(whileFolderSyncs(null, async () => Promise.reject(new Error('copy failed')))).rejects.toThrow('copy failed');
+    await expect(whileFolderSyncs(null, async () => 7)).resolves.toBe(7);
   });
 });
 

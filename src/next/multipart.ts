@@ -86,7 +86,7 @@ export async function saveMultipart(request: MultipartRequest, options: SaveMult
   await sink.publish(written);
 
   const rels = written.map((w) => w.rel);
-  const sync = ctx.config.store !== null || options.sync === false || rels.length === 0 ? null : await syncSaved(options, rels);
+  const sync = rels.length === 0 ? null : await sink.settle(async () => (ctx.config.store !== null || options.sync === false ? null : syncSaved(options, rels)));
   const files: SavedPart[] = written.map((w) => ({
     name: w.rel, path: w.path, url: ctx.urlOf(w.rel), size: w.size, sync, field: w.field, originalName: w.originalName, ...(w.etag === undefined ? {} : { etag: w.etag }),
   }));

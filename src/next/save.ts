@@ -9,7 +9,7 @@ import { isPartialName, matchesExtensions } from '../shared/filter.js';
 import { DEFAULT_ALLOWED_TYPES, extensionForType, extensionOf, mediaTypeOf } from './mime.js';
 import type { SaveUploadOptions, SavedUpload, SyncOptions, SyncResult, UploadInput } from '../shared/options.js';
 import { DEFAULT_URL_PREFIX } from './route.js';
-import { alreadyExists, exists, publishTemp, tooLarge, writeTemp } from './writer.js';
+import { alreadyExists, exists, publishTemp, tooLarge, whileFolderSyncs, writeTemp } from './writer.js';
 
 /** Longest file name most filesystems take, in bytes. */
 const NAME_MAX = 255;
@@ -17,8 +17,8 @@ const NAME_MAX = 255;
 /**
  * Saves an upload into the canonical uploads folder and mirrors it: streams `file` into a hidden
  * temp file (`.upload-sync-*.tmp`) beside its final name, checking `maxBytes` as bytes arrive,
- * fsyncs it, links or renames it into place and fsyncs the folder (unless `fsync: false`), then
- * runs a targeted `syncUploads` (unless `sync: false`).
+ * fsyncs it, links or renames it into place, and fsyncs the folder (unless `fsync: false`) while a
+ * targeted `syncUploads` mirrors the file (unless `sync: false`); it answers once both are done.
  *
  * With a store (option `store`, or `UPLOAD_SYNC_STORE`), it streams `file` into the bucket
  * instead, under the same name rules, and writes nothing to disk: see the option `store`.
@@ -57,8 +57,8 @@ export async function saveUpload(file: UploadInput, options: SaveUploadOptions =
   if (!ctx.overwrite && (await exists(target))) throw alreadyExists(rel, target);
 
   const written = await writeTemp(input.chunks(), target, { maxBytes: ctx.maxBytes, signal: options.signal, fsync: ctx.fsync });
-  await publishTemp(written, { overwrite: ctx.overwrite, rel, fsync: ctx.fsync });
-  const sync = options.sync === false ? null : await syncSaved(options, [rel]);
+  await publishTemp(written, { overwrite: ctx.overwrite, rel });
+  const sync = await whileFolderSyncs(ctx.fsync ? ctx.dir : null, async () => (options.sync === false ? null : syncSaved(options, [rel])));
   return { name: rel, path: target, url: ctx.urlOf(rel), size: written.size, sync };
 }
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { StoreConfig } from '../config/store.js';
 import type { UploadContext } from './save.js';
-import { alreadyExists, discard, exists, publishTemp, writeTemp, type Written } from './writer.js';
+import { alreadyExists, discard, exists, publishTemp, whileFolderSyncs, writeTemp, type Written } from './writer.js';
 
 /** A file of the request where it landed: a temp file on disk, or its final object in the bucket. */
 export interface Landed {
@@ -32,6 +32,8 @@ export interface Sink {
   write(chunks: Readable, fileName: string, rel: string, signal: AbortSignal): Promise<Landed>;
   /** Every file arrived and the body parsed: make them visible, all or none. */
   publish(landed: readonly Landed[]): Promise<void>;
+  /** Makes what `publish` made visible durable, running `work` (the mirror's copy) meanwhile. */
+  settle<T>(work: () => Promise<T>): Promise<T>;
   /** The request failed: remove what it wrote. */
   discard(landed: readonly Landed[]): Promise<void>;
 }
@@ -49,7 +51,7 @@ export function diskSink(ctx: UploadContext): Sink {
       const published: Written[] = [];
       try {
         for (const l of landed) {
-          await publishTemp(l.temp!, { overwrite: ctx.overwrite, rel: l.rel, fsync: ctx.fsync });
+          await publishTemp(l.temp!, { overwrite: ctx.overwrite, rel: l.rel });
           published.push(l.temp!);
         }
       } catch (err) {
@@ -59,6 +61,8 @@ export function diskSink(ctx: UploadContext): Sink {
         throw err;
       }
     },
+    // Every file of the request is in ctx.dir: one fsync of it makes all their names durable.
+    settle: (work) => whileFolderSyncs(ctx.fsync ? ctx.dir : null, work),
     discard: (landed) => discard(temps(landed)),
   };
 }
@@ -70,6 +74,7 @@ export async function storeSink(ctx: UploadContext, config: StoreConfig): Promis
   return {
     write: (chunks, _fileName, rel, signal) => putUpload(store, rel, chunks, { maxBytes: ctx.maxBytes, signal, overwrite: ctx.overwrite, owned: true }),
     publish: async () => undefined,
+    settle: (work) => work(),
     // Its keys are random names of this request's own: deleting them removes nothing of anyone else's.
     discard: (landed) => removeStored(store, landed),
   };

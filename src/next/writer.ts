@@ -1,12 +1,12 @@
 /**
  * The one disk path of every upload (`saveUpload` and `saveMultipart`): bytes go into a hidden
  * temp file beside the final name, are checked against `maxBytes` as they arrive, fsynced, and
- * only then published by `link` (never overwrites) or `rename`; the folder is fsynced after.
+ * only then published by `link` (never overwrites) or `rename`; the folder is fsynced after,
+ * while the mirror copies the file.
  * Two steps, so a multipart request can write all its files and publish them only once the whole
  * body has arrived and parsed.
  */
 import { link, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { tempPathFor } from '../engine/publish.js';
 import { UploadSyncError, errorCode } from '../shared/errors.js';
 
@@ -76,10 +76,10 @@ export async function writeTemp(chunks: AsyncIterable<Uint8Array>, target: strin
 
 /**
  * Gives a written temp file its final name: `rename` when `overwrite`, else `link` (which fails if
- * the name was taken meanwhile) then unlink of the temp name; then fsyncs the folder, which makes
- * the new name itself durable. The temp name is gone afterwards, whatever happened.
+ * the name was taken meanwhile) then unlink of the temp name. The temp name is gone afterwards,
+ * whatever happened. The new name is durable only once its folder is fsynced: `whileFolderSyncs`.
  */
-export async function publishTemp(w: Written, { overwrite, rel, fsync }: { overwrite: boolean; rel: string; fsync: boolean }): Promise<void> {
+export async function publishTemp(w: Written, { overwrite, rel }: { overwrite: boolean; rel: string }): Promise<void> {
   const { tmp, target } = w;
   try {
     if (overwrite) {
@@ -99,7 +99,21 @@ export async function publishTemp(w: Written, { overwrite, rel, fsync }: { overw
     // After link() the temp name is a second name of the published file: always drop it.
     await unlink(tmp).catch(() => undefined);
   }
-  if (fsync) await syncFolder(dirname(target));
+}
+
+/**
+ * Runs `work` (the mirror's copy of what was just published) while `folder` is fsynced (`null`:
+ * no fsync), and answers once both are done: the copy is page-cache work, the fsync a wait on the
+ * disk, so on a busy disk the copy costs the upload next to nothing. The mirror may get the file a
+ * moment before its source name is durable; a power cut then loses the answer too (nothing was
+ * acknowledged), and on one filesystem the journal commits the source's name first anyway.
+ * The fsync's error wins over `work`'s result; `work` is always awaited, never left running.
+ */
+export async function whileFolderSyncs<T>(folder: string | null, work: () => Promise<T>): Promise<T> {
+  const [synced, done] = await Promise.allSettled([folder === null ? undefined : syncFolder(folder), work()]);
+  if (synced.status === 'rejected') throw synced.reason;
+  if (done.status === 'rejected') throw done.reason;
+  return done.value;
 }
 
 /** fsync of a folder: its entries (a rename, a link, an unlink) reach the disk. */
