@@ -5,7 +5,7 @@
 //   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync,upload-rss-next,route,pm2-reload-next,s3-put-rss,s3-save-rss,s3-push] [--small]
 //   (upload-rss-next and pm2-reload-next are not in the default list: they install the example app's dependencies and build it;
 //   s3-put-rss, s3-save-rss and s3-push need a Ceph RGW: UPLOAD_SYNC_TEST_S3_ENV, or the Debian packages to start one, else they say why they skip;
-//   s3-push also needs rclone)
+//   s3-push also needs rclone; --wait-pairs N: pairs of sync-on/sync-off runs per case of `wait`, default 5)
 //
 // `route` (bench/route.mjs) builds examples/next-app standalone with the packed library (it needs
 // the npm registry or a warm npm cache, like the Next e2e test), then measures 64 KiB ranged GETs
@@ -50,6 +50,7 @@ const { values } = parseArgs({
     'route-preload-experiment': { type: 'boolean', default: false },
     'route-preload': { type: 'string', default: 'on' },
     small: { type: 'boolean', default: false },
+    'wait-pairs': { type: 'string', default: '5' },
   },
 });
 const REPS = Number(values.reps);
@@ -324,7 +325,7 @@ if (ONLY.has('upload')) {
   rows.push(`| one new upload: time on C / time on A | | syncUploads({ files }) | ${(c / a).toFixed(2)}× | |`);
 }
 if (ONLY.has('watch')) await watch('C');
-if (ONLY.has('wait')) await (await import('./upload-wait.mjs')).uploadWait({ work, cli, next: join(repo, 'dist', 'next.js'), env: ENV, scale: SCALE, rows, fmt, pct });
+if (ONLY.has('wait')) await (await import('./upload-wait.mjs')).uploadWait({ work, cli, next: join(repo, 'dist', 'next.js'), env: ENV, scale: SCALE, pairs: Number(values['wait-pairs']), rows, fmt, pct });
 if (ONLY.has('rss')) {
   rssOfSync('C');
   rssOfSync('D');

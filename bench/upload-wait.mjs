@@ -4,7 +4,7 @@
 // files into an empty mirror (every deploy), or the copy of one 1.5 GB file (the watcher on a big
 // upload). Each with the upload's sync on, and with `sync: false`, which waits for nothing and so
 // measures only the machine being busy; and on an idle machine. Goal: p99 with the sync on ≤ 1.2×
-// p99 with it off, and ≤ 250 ms added over the idle machine.
+// p99 with it off (the median over pairs of runs), and ≤ 250 ms added over the idle machine.
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,7 +30,7 @@ writeFileSync(outFile, JSON.stringify(ms));
 `;
 
 /**
- * @param {{ work: string, cli: string, next: string, env: Record<string, string>, scale: number, rows: string[], fmt: (ms: number) => string, pct: (xs: number[], p: number) => number }} o
+ * @param {{ work: string, cli: string, next: string, env: Record<string, string>, scale: number, pairs: number, rows: string[], fmt: (ms: number) => string, pct: (xs: number[], p: number) => number }} o
  */
 export async function uploadWait(o) {
   const many = makeMany(join(o.work, 'wait-many'), Math.round(50_000 * o.scale), 500);
@@ -69,19 +69,28 @@ export async function uploadWait(o) {
   }
 
   const results = {};
+  const ratios = {};
   const cases = [
     ['idle machine', null],
     [`initial sync of ${Math.round(50_000 * o.scale)} files in another process`, many],
     [`copy of one ${(1.5 * o.scale).toFixed(2)} GB file in another process`, big],
   ];
   for (const [label, source] of cases) {
-    // On, off, off, on (samples pooled per mode), each from a flushed disk: what the run before left
-    // in the page cache to write back (1.5 GB after a big copy) weighed more than the sync itself.
-    for (const sync of ['on', 'off', 'off', 'on']) {
-      execFileSync('sync');
-      const got = await uploads({ source: source ?? many, background: source !== null, sync, cap: source === null ? 100 : 5000 });
-      if (got.length === 0) throw new Error(`wait: no upload ran during ${label} (it ended first): use a larger tree`);
-      results[`${label}|${sync}`] = [...(results[`${label}|${sync}`] ?? []), ...got];
+    // Pairs of runs, on then off, off then on, …: each pair gives one ratio of p99s, and the goal is
+    // judged on their median (a p99 of ~12 ms moves by 3–4 ms from one background run to the next,
+    // so one pooled figure landed on either side of the goal). Each run starts from a flushed disk:
+    // what the run before left in the page cache to write back (1.5 GB after a big copy) weighed
+    // more than the sync itself.
+    for (let pair = 0; pair < (source === null ? 1 : o.pairs); pair++) {
+      const p99 = {};
+      for (const sync of pair % 2 === 0 ? ['on', 'off'] : ['off', 'on']) {
+        execFileSync('sync');
+        const got = await uploads({ source: source ?? many, background: source !== null, sync, cap: source === null ? 200 : 5000 });
+        if (got.length === 0) throw new Error(`wait: no upload ran during ${label} (it ended first): use a larger tree`);
+        results[`${label}|${sync}`] = [...(results[`${label}|${sync}`] ?? []), ...got];
+        p99[sync] = o.pct(got, 99);
+      }
+      (ratios[label] ??= []).push(p99.on / p99.off);
     }
     for (const sync of ['on', 'off']) {
       const ms = results[`${label}|${sync}`];
@@ -94,9 +103,16 @@ export async function uploadWait(o) {
   for (const [label, source] of cases) {
     if (source === null) continue;
     const on = o.pct(results[`${label}|on`], 99);
-    const off = o.pct(results[`${label}|off`], 99);
-    o.rows.push(`| upload p99, sync on / sync off, during: ${label} | | | ${(on / off).toFixed(2)}× (goal ≤ 1.2×); +${o.fmt(on - idle)} over idle (goal ≤ 250 ms) | |`);
+    const each = ratios[label].map((r) => `${r.toFixed(2)}×`).join(', ');
+    o.rows.push(`| upload p99, sync on / sync off, during: ${label} | | ${ratios[label].length} pairs of runs: ${each} | median ${median(ratios[label]).toFixed(2)}× (goal ≤ 1.2×); +${o.fmt(on - idle)} over idle (goal ≤ 250 ms) | |`);
+    console.error(`  wait: ${label}: p99 on / off per pair ${each}; median ${median(ratios[label]).toFixed(2)}×`);
   }
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 function rng(seed) {
