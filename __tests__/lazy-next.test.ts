@@ -1,8 +1,10 @@
 /**
  * `upload-sync/next` loads what a request needs, when it needs it: the sync engine on the first
  * targeted sync of a save, the bucket's modules (aws4, node:http signing) on the first save into a
- * bucket. A Next worker that only serves, or saves to disk with `sync: false`, never loads either
- * (together about 10 MB of RSS per worker, measured by importing the built entry).
+ * bucket, the route's serving code (range-parser, content-disposition, the bucket reads) on a
+ * route's first request. A Next worker that only serves, or saves to disk with `sync: false`,
+ * never loads the first two (together about 10 MB of RSS per worker, measured by importing the
+ * built entry), and one that only saves never loads the third (~5 MB).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,16 +19,19 @@ afterEach(async () => {
   await p.cleanup();
 });
 
-/** Logs each module of interest as it loads: the engine's and the store's chunks of dist, aws4. */
+/** Logs each module of interest as it loads: the engine's, the store's and the route's chunks of dist, aws4, the route's packages. */
 const HOOKS = (log: string) => `
 import { appendFileSync } from 'node:fs';
 export async function load(url, context, next) {
-  const m = /\\/dist\\/(sync|store-save)-[^/]*\\.js$/.exec(url) ?? (url.includes('/node_modules/aws4/') ? [0, 'aws4'] : null);
+  const m =
+    /\\/dist\\/(sync|store-save|route-serve)-[^/]*\\.js$/.exec(url) ??
+    /\\/node_modules\\/(range-parser|content-disposition)\\/(?:dist\\/)?index\\.js$/.exec(url) ??
+    (url.includes('/node_modules/aws4/') ? [0, 'aws4'] : null);
   if (m) appendFileSync(${JSON.stringify(log)}, 'loaded ' + m[1] + '\\n');
   return next(url, context);
 }`;
 
-test('ESM: importing upload-sync/next loads neither the engine nor the store; a disk save without sync neither; its first sync loads the engine only', async () => {
+test('ESM: importing upload-sync/next and making a route loads neither the engine, the store nor the route\'s serving code; a disk save without sync neither; its first sync loads the engine only; the first request the route\'s code', async () => {
   const log = join(p.root, 'events.log');
   const hooks = join(p.root, 'hooks.mjs');
   const register = join(p.root, 'register.mjs');
@@ -38,25 +43,32 @@ test('ESM: importing upload-sync/next loads neither the engine nor the store; a 
     import { appendFileSync } from 'node:fs';
     const mark = (s) => appendFileSync(${JSON.stringify(log)}, s + '\\n');
     const { saveUpload, createUploadsRoute } = await import(${JSON.stringify(join(ROOT, 'dist', 'next.js'))});
-    createUploadsRoute(${JSON.stringify(options)});
+    const route = createUploadsRoute(${JSON.stringify(options)});
     mark('imported');
     const a = await saveUpload(new Uint8Array(10), { ...${JSON.stringify(options)}, originalName: 'a.mp3', sync: false });
     mark('saved without sync: ' + (a.sync === null));
     const b = await saveUpload(new Uint8Array(10), { ...${JSON.stringify(options)}, originalName: 'b.mp3' });
     mark('saved with sync: ' + b.sync.status);
+    const res = await route.GET(new Request('http://localhost' + a.url));
+    mark('served ' + res.status + ' ' + (await res.arrayBuffer()).byteLength);
   `;
   const r = await run(process.execPath, ['--import', register, '--input-type=module', '-e', script], { env: cleanEnv() });
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
-  expect((await readFile(log, 'utf8')).trim().split('\n')).toEqual(['imported', 'saved without sync: true', 'loaded sync', 'saved with sync: ok']);
+  const lines = (await readFile(log, 'utf8')).trim().split('\n');
+  expect(lines.slice(0, 4)).toEqual(['imported', 'saved without sync: true', 'loaded sync', 'saved with sync: ok']);
+  // The route's chunk and its packages load at its first request (in the order ESM fetches them), before it answers.
+  expect(lines.slice(4, -1).sort()).toEqual(['loaded content-disposition', 'loaded range-parser', 'loaded route-serve']);
+  expect(lines.at(-1)).toBe('served 200 10');
 });
 
-test('CJS: requiring upload-sync/next runs no bucket code (aws4, node:http), nor does a disk save with its sync', async () => {
+test('CJS: requiring upload-sync/next runs no bucket code (aws4, node:http) and no route code (range-parser, content-disposition), nor does a disk save with its sync', async () => {
   const options = { source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks') };
   const script = `
     const loaded = () => ({
       aws4: Object.keys(require.cache).some((k) => k.includes('/node_modules/aws4/')),
       http: process.moduleLoadList.includes('NativeModule http'),
+      route: Object.keys(require.cache).some((k) => /\\/node_modules\\/(range-parser|content-disposition)\\//.test(k)),
     });
     const { saveUpload } = require(${JSON.stringify(join(ROOT, 'dist', 'next.cjs'))});
     const out = { imported: loaded() };
@@ -67,5 +79,5 @@ test('CJS: requiring upload-sync/next runs no bucket code (aws4, node:http), nor
   `;
   const r = await run(process.execPath, ['-e', script], { env: cleanEnv() });
   expect(r.stderr).toBe('');
-  expect(JSON.parse(r.stdout)).toEqual({ imported: { aws4: false, http: false }, saved: { aws4: false, http: false, status: 'ok' } });
+  expect(JSON.parse(r.stdout)).toEqual({ imported: { aws4: false, http: false, route: false }, saved: { aws4: false, http: false, route: false, status: 'ok' } });
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import { createUploadsRoute, UploadSyncError as NextUploadSyncError } from '../src/next.js';
 import { UploadSyncError } from '../src/index.js';
-import { checkSegments, fileBody, requestSegments } from '../src/next/route.js';
+import { checkSegments, fileBody, requestSegments } from '../src/next/route-serve.js';
 import { ROOT, run, tempProject, writeTree } from './helpers.js';
 
 let p: ReturnType<typeof tempProject>;

@@ -8,7 +8,7 @@ import { UploadSyncError } from '../shared/errors.js';
 import { isPartialName, matchesExtensions } from '../shared/filter.js';
 import { DEFAULT_ALLOWED_TYPES, extensionForType, extensionOf, mediaTypeOf } from './mime.js';
 import type { SaveUploadOptions, SavedUpload, SyncOptions, SyncResult, UploadInput } from '../shared/options.js';
-import { DEFAULT_URL_PREFIX } from './route.js';
+import { DEFAULT_URL_PREFIX } from './route-options.js';
 import { alreadyExists, exists, publishTemp, tooLarge, whileFolderSyncs, writeTemp } from './writer.js';
 
 /** Longest file name most filesystems take, in bytes. */
