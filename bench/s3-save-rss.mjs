@@ -9,7 +9,16 @@
 // has: the bucket is made and emptied by this (parent) process, so the AWS SDK is loaded here, not
 // there (a store from the environment saves without it: src/store/lean-write.ts). The child also
 // samples process.memoryUsage() every 50 ms and reports the sample at the highest RSS (what is
-// resident: V8's heap, external memory, ArrayBuffers). The gateway: see s3-put-rss.mjs.
+// resident: V8's heap, external memory, ArrayBuffers; anonymous memory and file pages from
+// /proc/self/smaps_rollup). The gateway: see s3-put-rss.mjs.
+//
+// Where a fresh-chunk peak goes (issue 12, measured on Node 20.20): ~42 MB is node itself, ~12 MB
+// what upload-sync/next, node:http, the signing and one request add before the first byte, 5 MiB
+// the part buffer, and up to ~32 MB the spent request chunks: V8 (11.3) collects the young
+// generation for ArrayBuffer memory only once 2 × its largest semi-space (2 × 16 MiB) of young
+// backing stores is allocated (Heap::AllocateExternalBackingStore), and malloc keeps the freed
+// chunks' pages for the next ones. Only an app's V8 options make it collect sooner (third row).
+
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { withGateway } from './s3-put-rss.mjs';
@@ -37,10 +46,18 @@ export async function s3SaveRss({ repo, work, rows, sizeMB = 1024 }) {
           c.enqueue(mode === 'fresh' ? block.slice(0, n) : block.subarray(0, n));
         },
       });
-      let atPeak = process.memoryUsage();
+      // What is resident at the highest RSS sampled: smaps_rollup splits it into anonymous memory
+      // (V8's heap, malloc: ArrayBuffers, the part buffer) and file pages (node's own code touched).
+      const rollup = () => {
+        const t = readFileSync('/proc/self/smaps_rollup', 'utf8');
+        const kb = (re) => Number(re.exec(t)?.[1] ?? NaN) * 1024;
+        const anonymous = kb(/^Anonymous:\\s+(\\d+)/m);
+        return { anonymous, file: kb(/^Rss:\\s+(\\d+)/m) - anonymous };
+      };
+      let atPeak = { ...process.memoryUsage(), ...rollup() };
       const sampler = setInterval(() => {
         const m = process.memoryUsage();
-        if (m.rss > atPeak.rss) atPeak = m;
+        if (m.rss > atPeak.rss) atPeak = { ...m, ...rollup() };
       }, 50);
       const t = performance.now();
       const saved = await saveUpload(body, { ...options, originalName: 'big.mp3' });
@@ -80,7 +97,7 @@ export async function s3SaveRss({ repo, work, rows, sizeMB = 1024 }) {
         }
         if (m.size !== sizeMB * MB) throw new Error(`s3-save-rss: ${m.size} bytes saved, not ${sizeMB * MB}`);
         const at = m.atPeak;
-        const resident = `heap ${(at.heapUsed / MB).toFixed(0)}/${(at.heapTotal / MB).toFixed(0)} MB, external ${(at.external / MB).toFixed(0)} MB (ArrayBuffers ${(at.arrayBuffers / MB).toFixed(0)} MB)`;
+        const resident = `heap ${(at.heapUsed / MB).toFixed(0)}/${(at.heapTotal / MB).toFixed(0)} MB, external ${(at.external / MB).toFixed(0)} MB (ArrayBuffers ${(at.arrayBuffers / MB).toFixed(0)} MB), anonymous ${(at.anonymous / MB).toFixed(0)} MB, file pages ${(at.file / MB).toFixed(0)} MB`;
         rows.push(`| peak RSS of a process saving ${sizeMB} MiB (a web ReadableStream of ${mode} 64 KiB chunks${flags.length ? `, node ${flags.join(' ')}` : ''}) into Ceph RGW, saveUpload with UPLOAD_SYNC_STORE (5 MiB parts, one at a time; goal ≤ 100 MB) | | peak (before the save); at the sampled peak | ${(m.peak / MB).toFixed(0)} MB (${(m.before / MB).toFixed(0)} MB); ${resident} | ${(sizeMB / m.seconds).toFixed(0)} MiB/s, ${m.parts} parts |`);
         console.error(`  s3-save-rss (${mode} chunks${flags.length ? `, ${flags.join(' ')}` : ''}): ${sizeMB} MiB in ${m.seconds.toFixed(1)} s, ${m.parts} parts, peak RSS ${(m.peak / MB).toFixed(0)} MB (${(m.before / MB).toFixed(0)} MB before); at the sampled peak (RSS ${(at.rss / MB).toFixed(0)} MB): ${resident}`);
       }
