@@ -337,7 +337,7 @@ if (ONLY.has('upload-fsync')) uploadFsync(work, rows);
 if (ONLY.has('s3-put-rss')) await s3PutRss({ repo, work, rows, sizeMB: values.small ? 200 : 1024 });
 if (ONLY.has('s3-save-rss')) await s3SaveRss({ repo, work, rows, sizeMB: values.small ? 200 : 1024 });
 // At most 3 reps: each initial push writes tree A (~165 MB) into a memstore shared with the tests.
-if (ONLY.has('s3-push')) await s3Push({ repo, work, cli, src: tree('A'), count: COUNTS.A, reps: Math.min(REPS, 3), rows, row, env: ENV });
+if (ONLY.has('s3-push')) await s3Push({ repo, work, cli, src: tree('A'), count: COUNTS.A, reps: Math.min(REPS, 3), noopReps: Math.max(REPS, 5), rows, row, env: ENV });
 if (ONLY.has('route')) {
   const r = await routeBench({
     repo,

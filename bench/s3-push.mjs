@@ -19,15 +19,15 @@ function timed(cmd, args, env) {
   return ms;
 }
 
-export async function s3Push({ repo, work, cli, src, count, reps, rows, row, env: baseEnv }) {
+export async function s3Push({ repo, work, cli, src, count, reps, noopReps = reps, rows, row, env: baseEnv }) {
   if (spawnSync('sh', ['-c', 'command -v rclone']).status !== 0) {
     console.error('  s3-push: skipped, rclone is not installed (apt-get install -y rclone)');
     return;
   }
-  await withGateway({ repo, work, name: 's3-push' }, (gw) => pushBoth({ cli, src, count, reps, row, env: baseEnv, gw, work, repo }));
+  await withGateway({ repo, work, name: 's3-push' }, (gw) => pushBoth({ cli, src, count, reps, noopReps, row, env: baseEnv, gw, work, repo }));
 }
 
-async function pushBoth({ repo, work, cli, src, count, reps, row, env: baseEnv, gw }) {
+async function pushBoth({ repo, work, cli, src, count, reps, noopReps, row, env: baseEnv, gw }) {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'; // the bench's own client (counting, cleaning)
   const { CreateBucketCommand, DeleteBucketCommand } = await import('@aws-sdk/client-s3');
   const { openStore } = await import(join(repo, 'dist', 'index.js'));
@@ -81,10 +81,13 @@ async function pushBoth({ repo, work, cli, src, count, reps, row, env: baseEnv, 
     // No-op: each tool against the objects it wrote itself (rclone reads its own mtime metadata).
     for (const name of names) push[name](`noop-${name.split(' ')[0]}`);
     const noop = Object.fromEntries(names.map((k) => [k, []]));
-    for (let rep = 0; rep < reps; rep++) {
+    // More reps than the initial push (each is ~4 s): both tools wait on the gateway's HEADs, whose
+    // speed moves with what the gateway does meanwhile (3 reps gave 0.83x to 1.04x in one session).
+    for (let rep = 0; rep < noopReps; rep++) {
       for (const name of rep % 2 === 0 ? names : [...names].reverse()) noop[name].push(push[name](`noop-${name.split(' ')[0]}`));
     }
-    row(`no-op push (nothing changed; HEAD of every same-size object), ${reps} reps`, 'A', med(noop), 'rclone sync');
+    console.error(`  s3-push: no-op samples (s): ${names.map((n) => `${n} ${noop[n].map((x) => (x / 1000).toFixed(2)).join(' ')}`).join('; ')}`);
+    row(`no-op push (nothing changed; HEAD of every same-size object), ${noopReps} reps`, 'A', med(noop), 'rclone sync');
   } finally {
     for (const name of Object.keys(push)) {
       const prefix = `noop-${name.split(' ')[0]}`;
