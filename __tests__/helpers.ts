@@ -12,6 +12,21 @@ export const ROOT = resolve(process.cwd());
 export const CLI = join(ROOT, 'dist', 'cli.js');
 export const DIST_ESM = join(ROOT, 'dist', 'index.js');
 
+/**
+ * Writes a module loader hook for `node --import <register>`: the tests of what loads lazily.
+ * `hooks` gets the log file's path (empty at first) and returns the hooks module's source (its
+ * `load`, `resolve`); the hooks module and the file that registers it go into `dir`.
+ */
+export async function loaderHooks(dir: string, hooks: (log: string) => string): Promise<{ log: string; register: string }> {
+  const log = join(dir, 'events.log');
+  const file = join(dir, 'hooks.mjs');
+  const register = join(dir, 'register.mjs');
+  await writeFile(log, '');
+  await writeFile(file, hooks(log));
+  await writeFile(register, `import { register } from 'node:module';\nimport { pathToFileURL } from 'node:url';\nregister(pathToFileURL(${JSON.stringify(file)}));\n`);
+  return { log, register };
+}
+
 /** A fresh project folder in the OS temp dir, with its real path (macOS /tmp is a symlink). */
 export function tempProject(prefix = 'upload-sync-'): { root: string; source: string; dest: string; cleanup: () => Promise<void> } {
   const root = realpathSync(mkdtempSync(join(tmpdir(), prefix)));

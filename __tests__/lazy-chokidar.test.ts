@@ -1,7 +1,7 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
-import { DIST_ESM, ROOT, cleanEnv, run, tempProject, writeTree } from './helpers.js';
+import { DIST_ESM, ROOT, cleanEnv, loaderHooks, run, tempProject, writeTree } from './helpers.js';
 
 const DIST_CJS = join(ROOT, 'dist', 'index.cjs');
 
@@ -25,12 +25,7 @@ export async function load(url, context, next) {
 }`;
 
 async function setup(): Promise<{ log: string; register: string; options: string }> {
-  const log = join(p.root, 'events.log');
-  const hooks = join(p.root, 'hooks.mjs');
-  const register = join(p.root, 'register.mjs');
-  await writeFile(log, '');
-  await writeFile(hooks, HOOKS(log));
-  await writeFile(register, `import { register } from 'node:module';\nimport { pathToFileURL } from 'node:url';\nregister(pathToFileURL(${JSON.stringify(hooks)}));\n`);
+  const { log, register } = await loaderHooks(p.root, HOOKS);
   await writeTree(p.source, { 'a.mp3': 'a' });
   const options = JSON.stringify({ source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks'), stableMs: 20, debounceMs: 10 });
   return { log, register, options };

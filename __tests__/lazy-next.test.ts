@@ -6,10 +6,10 @@
  * never loads the first two (together about 10 MB of RSS per worker, measured by importing the
  * built entry), and one that only saves never loads the third (~5 MB).
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, test } from '@jest/globals';
-import { ROOT, cleanEnv, run, tempProject } from './helpers.js';
+import { ROOT, cleanEnv, loaderHooks, run, tempProject } from './helpers.js';
 
 let p: ReturnType<typeof tempProject>;
 beforeEach(() => {
@@ -32,12 +32,7 @@ export async function load(url, context, next) {
 }`;
 
 test('ESM: importing upload-sync/next and making a route loads neither the engine, the store nor the route\'s serving code; a disk save without sync neither; its first sync loads the engine only; the first request the route\'s code', async () => {
-  const log = join(p.root, 'events.log');
-  const hooks = join(p.root, 'hooks.mjs');
-  const register = join(p.root, 'register.mjs');
-  await writeFile(log, '');
-  await writeFile(hooks, HOOKS(log));
-  await writeFile(register, `import { register } from 'node:module';\nimport { pathToFileURL } from 'node:url';\nregister(pathToFileURL(${JSON.stringify(hooks)}));\n`);
+  const { log, register } = await loaderHooks(p.root, HOOKS);
   const options = { source: p.source, dest: p.dest, force: true, lockDir: join(p.root, 'locks') };
   const script = `
     import { appendFileSync } from 'node:fs';

@@ -3,10 +3,10 @@
  * lazy-chokidar.test.ts): importing the main entry loads none of it, opening a store does, and
  * without it a store is ERR_CONFIG saying what to install. No gateway needed: opening a store makes no request.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
-import { DIST_ESM, ROOT, cleanEnv, run, tempProject } from './helpers.js';
+import { DIST_ESM, ROOT, cleanEnv, loaderHooks, run, tempProject } from './helpers.js';
 
 const DIST_CJS = join(ROOT, 'dist', 'index.cjs');
 let p: ReturnType<typeof tempProject>;
@@ -33,15 +33,7 @@ export async function load(url, context, next) {
   return next(url, context);
 }`;
 
-async function setup(hide = false): Promise<{ log: string; register: string }> {
-  const log = join(p.root, 'events.log');
-  const hooks = join(p.root, 'hooks.mjs');
-  const register = join(p.root, 'register.mjs');
-  await writeFile(log, '');
-  await writeFile(hooks, HOOKS(log, hide));
-  await writeFile(register, `import { register } from 'node:module';\nimport { pathToFileURL } from 'node:url';\nregister(pathToFileURL(${JSON.stringify(hooks)}));\n`);
-  return { log, register };
-}
+const setup = (hide = false) => loaderHooks(p.root, (log) => HOOKS(log, hide));
 const env = cleanEnv({ AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
 const STORE = `'s3://some-bucket/uploads', { env: { AWS_ENDPOINT_URL: 'http://127.0.0.1:9', AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b' } }`;
 
