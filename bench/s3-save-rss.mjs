@@ -4,7 +4,7 @@
 // - fresh: a new 64 KiB chunk each time (what a request body gives: dead chunks wait for V8's GC);
 // - reused: one chunk yielded again and again (the uploader's own memory alone);
 // - fresh again, with `node --max-semi-space-size=1` (what an app can set; a library cannot).
-// Goal (issue 12): ≤ 100 MB. Measured in a child process of its own, from its VmHWM; a warm-up save
+// Goal (issue 12): ≤ 100 MB (here as everywhere in the bench, MB = 2^20 bytes, as ps and VmHWM count). Measured in a child process of its own, from its VmHWM; a warm-up save
 // of 1,000 bytes first opens the store. The child holds only what a server running saveUpload
 // has: the bucket is made and emptied by this (parent) process, so the AWS SDK is loaded here, not
 // there (a store from the environment saves without it: src/store/lean-write.ts). The child also
@@ -98,8 +98,8 @@ export async function s3SaveRss({ repo, work, rows, sizeMB = 1024 }) {
         if (m.size !== sizeMB * MB) throw new Error(`s3-save-rss: ${m.size} bytes saved, not ${sizeMB * MB}`);
         const at = m.atPeak;
         const resident = `heap ${(at.heapUsed / MB).toFixed(0)}/${(at.heapTotal / MB).toFixed(0)} MB, external ${(at.external / MB).toFixed(0)} MB (ArrayBuffers ${(at.arrayBuffers / MB).toFixed(0)} MB), anonymous ${(at.anonymous / MB).toFixed(0)} MB, file pages ${(at.file / MB).toFixed(0)} MB`;
-        rows.push(`| peak RSS of a process saving ${sizeMB} MiB (a web ReadableStream of ${mode} 64 KiB chunks${flags.length ? `, node ${flags.join(' ')}` : ''}) into Ceph RGW, saveUpload with UPLOAD_SYNC_STORE (5 MiB parts, one at a time; goal ≤ 100 MB) | | peak (before the save); at the sampled peak | ${(m.peak / MB).toFixed(0)} MB (${(m.before / MB).toFixed(0)} MB); ${resident} | ${(sizeMB / m.seconds).toFixed(0)} MiB/s, ${m.parts} parts |`);
-        console.error(`  s3-save-rss (${mode} chunks${flags.length ? `, ${flags.join(' ')}` : ''}): ${sizeMB} MiB in ${m.seconds.toFixed(1)} s, ${m.parts} parts, peak RSS ${(m.peak / MB).toFixed(0)} MB (${(m.before / MB).toFixed(0)} MB before); at the sampled peak (RSS ${(at.rss / MB).toFixed(0)} MB): ${resident}`);
+        rows.push(`| peak RSS of a process saving ${sizeMB} MiB (a web ReadableStream of ${mode} 64 KiB chunks${flags.length ? `, node ${flags.join(' ')}` : ''}) into Ceph RGW, saveUpload with UPLOAD_SYNC_STORE (5 MiB parts, one at a time; goal ≤ 100 MB) | | peak (before the save); at the sampled peak | ${(m.peak / MB).toFixed(1)} MB (${(m.before / MB).toFixed(1)} MB); ${resident} | ${(sizeMB / m.seconds).toFixed(0)} MiB/s, ${m.parts} parts |`);
+        console.error(`  s3-save-rss (${mode} chunks${flags.length ? `, ${flags.join(' ')}` : ''}): ${sizeMB} MiB in ${m.seconds.toFixed(1)} s, ${m.parts} parts, peak RSS ${(m.peak / MB).toFixed(1)} MB (${(m.before / MB).toFixed(1)} MB before); at the sampled peak (RSS ${(at.rss / MB).toFixed(0)} MB): ${resident}`);
       }
     } finally {
       admin.destroy();
