@@ -30,7 +30,7 @@ writeFileSync(outFile, JSON.stringify(ms));
 `;
 
 /**
- * @param {{ work: string, cli: string, next: string, env: Record<string, string>, scale: number, pairs: number, rows: string[], fmt: (ms: number) => string, pct: (xs: number[], p: number) => number }} o
+ * @param {{ work: string, cli: string, next: string, env: Record<string, string>, scale: number, pairs: number, rows: string[], fmt: (ms: number) => string, pct: (xs: number[], p: number) => number, median: (xs: number[]) => number }} o
  */
 export async function uploadWait(o) {
   const many = makeMany(join(o.work, 'wait-many'), Math.round(50_000 * o.scale), 500);
@@ -104,15 +104,9 @@ export async function uploadWait(o) {
     if (source === null) continue;
     const on = o.pct(results[`${label}|on`], 99);
     const each = ratios[label].map((r) => `${r.toFixed(2)}×`).join(', ');
-    o.rows.push(`| upload p99, sync on / sync off, during: ${label} | | ${ratios[label].length} pairs of runs: ${each} | median ${median(ratios[label]).toFixed(2)}× (goal ≤ 1.2×); +${o.fmt(on - idle)} over idle (goal ≤ 250 ms) | |`);
-    console.error(`  wait: ${label}: p99 on / off per pair ${each}; median ${median(ratios[label]).toFixed(2)}×`);
+    o.rows.push(`| upload p99, sync on / sync off, during: ${label} | | ${ratios[label].length} pairs of runs: ${each} | median ${o.median(ratios[label]).toFixed(2)}× (goal ≤ 1.2×); +${o.fmt(on - idle)} over idle (goal ≤ 250 ms) | |`);
+    console.error(`  wait: ${label}: p99 on / off per pair ${each}; median ${o.median(ratios[label]).toFixed(2)}×`);
   }
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 function rng(seed) {

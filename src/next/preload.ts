@@ -14,7 +14,7 @@ type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 /** Bodies up to this size are read whole and sent with one `res.end` (a seek's 64 KiB range). */
 const SMALL_BODY = 64 * 1024;
 
-/** The route's default (`DEFAULT_URL_PREFIX` of route.ts, not imported: that would load the route at start). */
+/** The route's default (`DEFAULT_URL_PREFIX` of route-options.ts, not imported: it would bring the mime table into every server at start). */
 const DEFAULT_URL_PREFIX = '/uploads';
 
 /**
