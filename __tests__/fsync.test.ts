@@ -51,6 +51,21 @@ function around(lines: string[], target: string) {
   };
 }
 
+// The engine's publish and the writer's helpers are not exported from the package: transpile src/ (swc, as jest does) into
+// a folder under node_modules (so its own imports resolve) and run it in a traced process.
+const out = join(ROOT, 'node_modules', '.cache', `upload-sync-fsync-test-${process.pid}`);
+beforeAll(() => {
+  const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+  for (const file of walk(join(ROOT, 'src')).filter((f) => f.endsWith('.ts'))) {
+    const { code } = transformFileSync(file, { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'es6' } });
+    const to = join(out, relative(join(ROOT, 'src'), file)).replace(/\.ts$/, '.js');
+    mkdirSync(dirname(to), { recursive: true });
+    writeFileSync(to, code);
+  }
+  writeFileSync(join(out, 'package.json'), '{"type":"module"}');
+});
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
 describe('uploads fsync the file before its name and the folder after (built package)', () => {
   const NEXT = JSON.stringify(join(ROOT, 'dist', 'next.js'));
 
@@ -79,15 +94,25 @@ describe('uploads fsync the file before its name and the folder after (built pac
 describe('an upload answers once its folder is fsynced and its mirror copy done, the two at once', () => {
   // Issue 11, point 1: on a busy disk the folder's fsync is the upload's long wait; the mirror's copy
   // (page-cache work) runs inside it instead of after it.
-  test('the copy starts before the fsync is even begun, so it cannot wait for it', async () => {
+  test('the fsync is in the thread pool before the copy runs, so a copy that holds the thread overlaps it', async () => {
+    // The mirror's copy of a small file is synchronous. The copy here holds the thread for 300 ms,
+    // then stats a marker: the folder's fsync must have begun before that, not after the copy.
     mkdirSync(p.source, { recursive: true });
-    let started = false;
-    const settled = whileFolderSyncs(p.source, async () => {
-      started = true;
-      return 'copied';
-    });
-    expect(started).toBe(true);
-    await expect(settled).resolves.toBe('copied');
+    const marker = join(p.root, 'copy-done');
+    const code = `const { whileFolderSyncs } = await import(${JSON.stringify(join(out, 'next', 'writer.js'))});
+      const { statSync } = await import('node:fs');
+      const got = await whileFolderSyncs(${JSON.stringify(p.source)}, async () => {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+        statSync(${JSON.stringify(marker)}, { throwIfNoEntry: false });
+        return 'copied';
+      });
+      if (got !== 'copied') throw new Error(String(got));`;
+    const lines = await traced(code);
+    const fsyncAt = lines.findIndex((l) => /\bfsync\(/.test(l) && l.includes(`<${p.source}>`));
+    const markerAt = lines.findIndex((l) => l.includes(`"${marker}"`));
+    expect(fsyncAt).toBeGreaterThan(-1);
+    expect(markerAt).toBeGreaterThan(-1);
+    expect(fsyncAt).toBeLessThan(markerAt);
   });
 
   test('a failed fsync wins, but only once the copy has finished', async () => {
@@ -109,21 +134,6 @@ describe('an upload answers once its folder is fsynced and its mirror copy done,
 });
 
 describe('the mirror: publish fsyncs only with the option (src, transpiled, run under strace)', () => {
-  // The engine's publish is not exported from the package: transpile src/ (swc, as jest does) into
-  // a folder under node_modules (so its own imports resolve) and run it in a traced process.
-  const out = join(ROOT, 'node_modules', '.cache', `upload-sync-fsync-test-${process.pid}`);
-  beforeAll(() => {
-    const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
-    for (const file of walk(join(ROOT, 'src')).filter((f) => f.endsWith('.ts'))) {
-      const { code } = transformFileSync(file, { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'es6' } });
-      const to = join(out, relative(join(ROOT, 'src'), file)).replace(/\.ts$/, '.js');
-      mkdirSync(dirname(to), { recursive: true });
-      writeFileSync(to, code);
-    }
-    writeFileSync(join(out, 'package.json'), '{"type":"module"}');
-  });
-  afterAll(() => rmSync(out, { recursive: true, force: true }));
-
   /** Publishes source files of these sizes into dest with the given options; the trace. */
   async function publishTraced(sizes: number[], options: Record<string, unknown>): Promise<string[]> {
     mkdirSync(p.source, { recursive: true });

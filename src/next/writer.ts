@@ -104,26 +104,25 @@ export async function publishTemp(w: Written, { overwrite, rel }: { overwrite: b
 /**
  * Runs `work` (the mirror's copy of what was just published) while `folder` is fsynced (`null`:
  * no fsync), and answers once both are done: the copy is page-cache work, the fsync a wait on the
- * disk, so on a busy disk the copy costs the upload next to nothing. The mirror may get the file a
- * moment before its source name is durable; a power cut then loses the answer too (nothing was
- * acknowledged), and on one filesystem the journal commits the source's name first anyway.
+ * disk, so on a busy disk the copy costs the upload next to nothing. The fsync is handed to the
+ * thread pool before `work` starts: the mirror's copy of a small file runs synchronously on this
+ * thread, and an fsync asked for after it (as an `await open()` in between would do) starts only
+ * once the copy is over. The mirror may get the file a moment before its source name is durable; a
+ * power cut then loses the answer too (nothing was acknowledged).
  * The fsync's error wins over `work`'s result; `work` is always awaited, never left running.
  */
 export async function whileFolderSyncs<T>(folder: string | null, work: () => Promise<T>): Promise<T> {
-  const [synced, done] = await Promise.allSettled([folder === null ? undefined : syncFolder(folder), work()]);
-  if (synced.status === 'rejected') throw synced.reason;
+  if (folder === null) return work();
+  const opened = await open(folder, 'r').then(
+    (handle) => ({ handle, error: undefined }),
+    (error: unknown) => ({ handle: undefined, error }),
+  );
+  const synced = opened.handle ? opened.handle.sync() : Promise.reject(opened.error);
+  const [sync, done] = await Promise.allSettled([synced, work()]);
+  await opened.handle?.close();
+  if (sync.status === 'rejected') throw sync.reason;
   if (done.status === 'rejected') throw done.reason;
   return done.value;
-}
-
-/** fsync of a folder: its entries (a rename, a link, an unlink) reach the disk. */
-export async function syncFolder(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Removes temp files that will not be published (a refused or failed request). */
