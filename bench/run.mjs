@@ -5,7 +5,7 @@
 //   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync,upload-rss-next,route,pm2-reload-next,s3-put-rss,s3-save-rss,s3-push] [--small]
 //   (upload-rss-next and pm2-reload-next are not in the default list: they install the example app's dependencies and build it;
 //   s3-put-rss, s3-save-rss and s3-push need a Ceph RGW: UPLOAD_SYNC_TEST_S3_ENV, or the Debian packages to start one, else they say why they skip;
-//   s3-push also needs rclone; --wait-pairs N: pairs of sync-on/sync-off runs per case of `wait`, default 5)
+//   s3-push also needs rclone; --wait-pairs N: rounds of runs (sync on, sync off, the bare-copy floor) per case of `wait`, default 5)
 //
 // `route` (bench/route.mjs) builds examples/next-app standalone with the packed library (it needs
 // the npm registry or a warm npm cache, like the Next e2e test), then measures 64 KiB ranged GETs
