@@ -51,8 +51,9 @@ function around(lines: string[], target: string) {
   };
 }
 
-// The engine's publish and the writer's helpers are not exported from the package: transpile src/ (swc, as jest does) into
-// a folder under node_modules (so its own imports resolve) and run it in a traced process.
+// The engine's publish and the writer's helpers are not exported from the package: transpile src/
+// (swc, as jest does) into a folder under node_modules (so its own imports resolve) and run them in
+// a traced process.
 const out = join(ROOT, 'node_modules', '.cache', `upload-sync-fsync-test-${process.pid}`);
 beforeAll(() => {
   const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));

@@ -4,7 +4,7 @@
 // files into an empty mirror (every deploy), or the copy of one 1.5 GB file (the watcher on a big
 // upload). Each with the upload's sync on, and with `sync: false`, which waits for nothing and so
 // measures only the machine being busy; and on an idle machine. Goal: p99 with the sync on ≤ 1.2×
-// p99 with it off (the median over pairs of runs), and ≤ 250 ms added over the idle machine.
+// p99 with it off (the median over rounds of runs), and ≤ 250 ms added over the idle machine.
 // A third mode in each round, `floor`, saves with `sync: false` and then copies the file into the
 // mirror by hand (copyFileSync to a temp name, rename): what a mirror publish costs at the least,
 // so that the library's own share of the ratio shows (floor / off next to on / off).
@@ -93,12 +93,11 @@ export async function uploadWait(o) {
     // Rounds of runs (sync on, sync off and the floor, each first in turn): each round gives one
     // ratio of p99s, and the goal is judged on their median (a p99 of ~12 ms moves by 3–4 ms from
     // one background run to the next, so one pooled figure landed on either side of the goal).
-    // Each run starts from a flushed disk:
-    // what the run before left in the page cache to write back (1.5 GB after a big copy) weighed
-    // more than the sync itself.
-    for (let pair = 0; pair < (source === null ? 1 : o.pairs); pair++) {
+    // Each run starts from a flushed disk: what the run before left in the page cache to write
+    // back (1.5 GB after a big copy) weighed more than the sync itself.
+    for (let round = 0; round < (source === null ? 1 : o.pairs); round++) {
       const p99 = {};
-      const modes = source === null ? ['on', 'off'] : ROUNDS[pair % ROUNDS.length];
+      const modes = source === null ? ['on', 'off'] : ROUNDS[round % ROUNDS.length];
       for (const sync of modes) {
         execFileSync('sync');
         const got = await uploads({ source: source ?? many, background: source !== null, sync, cap: source === null ? 200 : 5000 });
