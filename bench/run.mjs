@@ -325,7 +325,7 @@ if (ONLY.has('upload')) {
   rows.push(`| one new upload: time on C / time on A | | syncUploads({ files }) | ${(c / a).toFixed(2)}× | |`);
 }
 if (ONLY.has('watch')) await watch('C');
-if (ONLY.has('wait')) await (await import('./upload-wait.mjs')).uploadWait({ work, cli, next: join(repo, 'dist', 'next.js'), env: ENV, scale: SCALE, pairs: Number(values['wait-pairs']), rows, fmt, pct, median });
+if (ONLY.has('wait')) await (await import('./upload-wait.mjs')).uploadWait({ work, cli, next: join(repo, 'dist', 'next.js'), env: ENV, scale: SCALE, rounds: Number(values['wait-pairs']), rows, fmt, pct, median });
 if (ONLY.has('rss')) {
   rssOfSync('C');
   rssOfSync('D');

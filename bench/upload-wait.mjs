@@ -41,7 +41,7 @@ writeFileSync(outFile, JSON.stringify(ms));
 `;
 
 /**
- * @param {{ work: string, cli: string, next: string, env: Record<string, string>, scale: number, pairs: number, rows: string[], fmt: (ms: number) => string, pct: (xs: number[], p: number) => number, median: (xs: number[]) => number }} o
+ * @param {{ work: string, cli: string, next: string, env: Record<string, string>, scale: number, rounds: number, rows: string[], fmt: (ms: number) => string, pct: (xs: number[], p: number) => number, median: (xs: number[]) => number }} o
  */
 export async function uploadWait(o) {
   const many = makeMany(join(o.work, 'wait-many'), Math.round(50_000 * o.scale), 500);
@@ -95,7 +95,7 @@ export async function uploadWait(o) {
     // one background run to the next, so one pooled figure landed on either side of the goal).
     // Each run starts from a flushed disk: what the run before left in the page cache to write
     // back (1.5 GB after a big copy) weighed more than the sync itself.
-    for (let round = 0; round < (source === null ? 1 : o.pairs); round++) {
+    for (let round = 0; round < (source === null ? 1 : o.rounds); round++) {
       const p99 = {};
       const modes = source === null ? ['on', 'off'] : ROUNDS[round % ROUNDS.length];
       for (const sync of modes) {
