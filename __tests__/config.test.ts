@@ -2,7 +2,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join, parse } from 'node:path';
 import { describe, expect, test } from '@jest/globals';
 import { isSyncEnabled, resolveConfig, AUDIO_EXTENSIONS } from '../src/index.js';
-import { configError } from './helpers.js';
+import { ROOT, configError, run } from './helpers.js';
 import { parseExtensions, parseMode } from '../src/config/parse.js';
 import { resolveRoot } from '../src/config/paths.js';
 
@@ -90,6 +90,23 @@ describe('paths', () => {
     ['a lock folder inside source', { source: '/srv/up', dest: '/srv/m', lockDir: '/srv/up' }, {}, /lock folder inside source/],
   ])('refuses %s', (_name, options, env, pattern) => {
     expect(configError(() => resolveConfig(options, { UPLOAD_SYNC_ROOT: root, ...env }))).toMatch(pattern);
+  });
+
+  test('the home folder check follows HOME as it changes in the process (the built package)', async () => {
+    // jest's process.env is its own object: os.homedir() reads the real environment, so a child does this.
+    const code = `const { resolveConfig } = await import(${JSON.stringify(join(ROOT, 'dist', 'index.js'))});
+      const check = (dest) => { try { resolveConfig({ source: '/srv/up', dest }, { UPLOAD_SYNC_ROOT: '/srv' }); return 'ok'; } catch (err) { return err.message; } };
+      const seen = [];
+      for (const home of ['/srv/home-a', '/srv/home-b']) {
+        process.env.HOME = home;
+        seen.push(check('/srv/home-a'), check('/srv/home-b'));
+      }
+      console.log(JSON.stringify(seen));`;
+    const r = await run(process.execPath, ['--input-type=module', '-e', code]);
+    expect(r.stderr).toBe('');
+    const [aAsA, bAsA, aAsB, bAsB] = JSON.parse(r.stdout) as string[];
+    expect([aAsA, bAsB]).toEqual([expect.stringMatching(/home folder/), expect.stringMatching(/home folder/)]);
+    expect([bAsA, aAsB]).toEqual(['ok', 'ok']);
   });
 });
 

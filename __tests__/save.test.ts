@@ -109,6 +109,17 @@ describe('saving', () => {
     expect(await readFile(join(p.source, 'kept.mp3'), 'utf8')).toBe('kept');
   });
 
+  test.each<[string, SaveUploadOptions, RegExp]>([
+    ['strategy', { strategy: 'bogus' as never }, /strategy/],
+    ['lock folder', { lockDir: 'public/uploads/locks' }, /lock folder inside source/],
+  ])('a bad sync setting (%s) does not refuse the upload: it is saved, and its sync result says what is wrong', async (_name, bad, pattern) => {
+    const saved = await save(Buffer.from('kept'), { name: 'kept.mp3', ...bad });
+    expect(saved.sync).toMatchObject({ status: 'failed', copied: [], errors: [{ path: '', code: 'ERR_CONFIG' }] });
+    expect(saved.sync?.errors[0]?.message).toMatch(pattern);
+    expect(await readFile(join(p.source, 'kept.mp3'), 'utf8')).toBe('kept');
+    expect(await exists(join(p.dest, 'kept.mp3'))).toBe(false);
+  });
+
   test('twenty uploads at once all land under distinct names', async () => {
     const saved = await Promise.all(Array.from({ length: 20 }, (_, i) => save(Buffer.from(`song ${i}`), { originalName: 's.ogg' })));
     expect(new Set(saved.map((s) => s.name)).size).toBe(20);

@@ -11,7 +11,7 @@ import {
   envVar, fail, isSyncEnabled, option, parseBoolean, parseExtensions, parseInteger, parseMode, parseNonNegative,
   parsePath, parseStrategy, readEnv, type Env, type Origin,
 } from './parse.js';
-import { checkDestFolder, checkFolders, checkLockDir, resolveRoot } from './paths.js';
+import { checkDestFolder, checkFolders, checkLockDir, realPaths, resolveRoot } from './paths.js';
 import { isBucketValue, resolveBucket, resolveStore, storeUrl, type StoreConfig } from './store.js';
 
 export type { Env } from './parse.js';
@@ -132,6 +132,9 @@ class Settings {
   option<K extends keyof UploadSyncOptions>(key: K): UploadSyncOptions[K] {
     return this.options[key];
   }
+
+  /** Canonical paths, each resolved once in this resolution. */
+  readonly real = realPaths();
 }
 
 const int = (opts?: Parameters<typeof parseInteger>[2]) => (v: unknown, o: Origin) => parseInteger(v, o, opts);
@@ -155,15 +158,18 @@ function bucketOf(s: Settings, allowed: boolean): BucketEnd | null {
   return found;
 }
 
-function pathsOf(s: Settings, buckets = false): PathsConfig & { bucket: BucketEnd | null } {
+/** The paths and what reads and writes them; `bucket`: the end that is a bucket (sync and watcher only). */
+type Paths = PathsConfig & { bucket: BucketEnd | null };
+
+function pathsOf(s: Settings, buckets = false): Paths {
   const root = resolveRoot(process.cwd(), s.path('root', 'UPLOAD_SYNC_ROOT'));
   const bucket = bucketOf(s, buckets);
   const local = (side: 'source' | 'dest', variable: string, dflt: string) =>
     bucket?.side === side ? storeUrl(bucket.store) : resolve(root, s.path(side, variable) ?? dflt);
   const source = local('source', 'UPLOAD_SYNC_SOURCE', join('public', 'uploads'));
   const dest = local('dest', 'UPLOAD_SYNC_DEST', join('.next', 'standalone', 'public', 'uploads'));
-  if (bucket === null) checkFolders(source, dest);
-  else if (bucket.side === 'source') checkDestFolder(dest);
+  if (bucket === null) checkFolders(source, dest, s.real);
+  else if (bucket.side === 'source') checkDestFolder(dest, s.real);
   const logOption = s.option('logFile');
   let logFile: string | null = null;
   if (logOption === false) logFile = null;
@@ -179,12 +185,11 @@ function pathsOf(s: Settings, buckets = false): PathsConfig & { bucket: BucketEn
   return { root, source, dest, extensions: s.get('extensions', 'UPLOAD_SYNC_EXTENSIONS', parseExtensions, null), logFile, logger, store, bucket };
 }
 
-function runOf(s: Settings, buckets = false): RunConfig & { bucket: BucketEnd | null } {
-  const paths = pathsOf(s, buckets);
+function runOf(s: Settings, buckets = false, paths: Paths = pathsOf(s, buckets)): RunConfig & { bucket: BucketEnd | null } {
   const lockDir = resolve(paths.root, s.path('lockDir', 'UPLOAD_SYNC_LOCK_DIR') ?? join(tmpdir(), DEFAULT_LOCK_DIR_NAME));
   // A bucket side has no folder to keep the lock out of: the local side is checked twice.
   const local = paths.bucket?.side === 'source' ? paths.dest : paths.source;
-  checkLockDir(paths.bucket === null ? paths.source : local, paths.bucket === null ? paths.dest : local, lockDir);
+  checkLockDir(paths.bucket === null ? paths.source : local, paths.bucket === null ? paths.dest : local, lockDir, s.real);
   return {
     ...paths,
     enabled: isSyncEnabled(s.env),
@@ -195,8 +200,8 @@ function runOf(s: Settings, buckets = false): RunConfig & { bucket: BucketEnd | 
   };
 }
 
-function syncOf(s: Settings): SyncConfig {
-  const run = runOf(s, true);
+function syncOf(s: Settings, paths?: Paths): SyncConfig {
+  const run = runOf(s, true, paths);
   return {
     ...run,
     strategy: s.get('strategy', 'UPLOAD_SYNC_STRATEGY', parseStrategy, DEFAULTS.strategy),
@@ -233,6 +238,19 @@ function cleanupOf(s: Settings): Omit<CleanupConfig, keyof RunConfig> {
 export function resolveServeConfig(options: UploadSyncOptions = {}, env: Env = process.env): ServeConfig {
   const { bucket: _none, ...paths } = pathsOf(new Settings(options, env));
   return Object.freeze(paths);
+}
+
+/**
+ * `saveUpload`'s settings, and its sync's from the same resolution (the paths are resolved and
+ * checked once: both are on every upload's path). The sync's are resolved on first call, and a bad
+ * sync setting throws only then: the upload is saved, and its sync result says what is wrong.
+ * @throws UploadSyncError `ERR_CONFIG` (from the call, and from `sync()`)
+ */
+export function resolveUploadConfig(options: UploadSyncOptions = {}, env: Env = process.env): { serve: ServeConfig; sync: () => SyncConfig } {
+  const s = new Settings(options, env);
+  const resolved = pathsOf(s); // no bucket: it throws on one
+  const { bucket: _none, ...paths } = resolved;
+  return { serve: Object.freeze(paths), sync: () => Object.freeze(syncOf(s, resolved)) };
 }
 
 /**

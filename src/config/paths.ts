@@ -40,27 +40,50 @@ const refuse = (message: string): never => {
   throw new UploadSyncError('ERR_CONFIG', message);
 };
 
+/** Resolves a path to its `canonical` form. */
+export type RealPath = (p: string) => string;
+
+/**
+ * `canonical`, each path resolved once: the checks of one configuration name source and dest
+ * several times, and on a `saveUpload` every resolution is on the upload's path.
+ */
+export function realPaths(): RealPath {
+  const seen = new Map<string, string>();
+  return (p) => {
+    let real = seen.get(p);
+    if (real === undefined) seen.set(p, (real = canonical(p)));
+    return real;
+  };
+}
+
+/** The home folder's canonical path, resolved once per value of `homedir()` in this process. */
+let home: { dir: string; real: string } | null = null;
+function realHome(): string {
+  const dir = homedir();
+  if (home?.dir !== dir) home = { dir, real: canonical(dir) };
+  return home.real;
+}
+
 /** Refuses a source and dest that would overwrite or delete each other, or a dest that is no mirror folder. */
-export function checkFolders(source: string, dest: string): void {
-  const [src, dst] = [canonical(source), canonical(dest)];
-  checkDestFolder(dest);
+export function checkFolders(source: string, dest: string, real: RealPath = realPaths()): void {
+  const [src, dst] = [real(source), real(dest)];
+  checkDestFolder(dest, real);
   if (src === dst) refuse(`Refusing to sync: source and dest are the same folder (${source})`);
   if (isInside(dst, src)) refuse(`Refusing to sync: dest (${dest}) is inside source (${source}); it would copy itself`);
   if (isInside(src, dst)) refuse(`Refusing to sync: source (${source}) is inside dest (${dest}); deletions would reach it`);
 }
 
 /** Refuses a dest that is no mirror folder: a filesystem root, the home folder (a pull's dest is checked alone: its source is a bucket). */
-export function checkDestFolder(dest: string): void {
-  const dst = canonical(dest);
+export function checkDestFolder(dest: string, real: RealPath = realPaths()): void {
+  const dst = real(dest);
   if (parse(dst).root === dst) refuse(`Refusing to use a filesystem root as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
-  const home = canonical(homedir());
-  if (dst === home) refuse(`Refusing to use the home folder as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
+  if (dst === realHome()) refuse(`Refusing to use the home folder as dest (${dest}); set UPLOAD_SYNC_DEST or \`dest\` to the mirror folder`);
 }
 
 /** Refuses a lock folder inside the public folders (anyone could read or break the lock there). */
-export function checkLockDir(source: string, dest: string, lockDir: string): void {
-  const lock = canonical(lockDir);
-  for (const [name, folder] of [['source', canonical(source)], ['dest', canonical(dest)]] as const) {
+export function checkLockDir(source: string, dest: string, lockDir: string, real: RealPath = realPaths()): void {
+  const lock = real(lockDir);
+  for (const [name, folder] of [['source', real(source)], ['dest', real(dest)]] as const) {
     if (lock === folder || isInside(lock, folder)) {
       refuse(`Refusing a lock folder inside ${name} (${lockDir}): set \`lockDir\` or UPLOAD_SYNC_LOCK_DIR outside the uploads folders`);
     }

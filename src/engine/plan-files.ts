@@ -18,7 +18,8 @@ const OWNER_WX = 0o300;
 
 const lstatOrUndefined = (abs: string): Stats | undefined => {
   try {
-    return lstatSync(abs);
+    // No error made for a missing path: an upload's file is new in dest every time.
+    return lstatSync(abs, { throwIfNoEntry: false });
   } catch (err) {
     if (errorCode(err) === 'ENOENT' || errorCode(err) === 'ENOTDIR') return undefined;
     throw err;

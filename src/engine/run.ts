@@ -50,7 +50,8 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
   let helper: Helper | null | undefined;
   try {
     if (signal?.aborted) throw new UploadSyncError('ERR_ABORTED', 'Sync aborted before it started');
-    const sourceReal = checkSource(config.source);
+    const { sourceReal, sourceMode } = checkSource(config.source);
+    let destReal: string | undefined;
     // Only a full run takes the cross-process lock. A targeted run (an upload, a watcher batch)
     // never waits behind a full run or a big copy: each of its files lands by its own atomic
     // rename, a file another run publishes meanwhile is the same whole file, and what a full run
@@ -64,7 +65,7 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
       });
     }
     const openDirs = process.getuid?.() !== 0;
-    const root = config.dryRun ? emptyFindings() : ensureDestRoot(config, openDirs, request.files === null);
+    const root = config.dryRun ? emptyFindings() : ensureDestRoot(config, sourceMode, openDirs, request.files === null);
     const compare: CompareOptions = {
       source: config.source,
       dest: config.dest,
@@ -88,7 +89,18 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
       dest: config.dest,
       publish,
       concurrency: config.concurrency,
-      guard: new DeleteGuard({ source: config.source, sourceReal, dest: config.dest, destReal: canonical(config.dest), extensions: config.extensions, dryRun: config.dryRun, maxDelete: Infinity }),
+      guard: new DeleteGuard({
+        source: config.source,
+        sourceReal,
+        dest: config.dest,
+        // Resolved at the run's first deletion: most targeted runs (an upload) delete nothing.
+        get destReal() {
+          return (destReal ??= canonical(config.dest));
+        },
+        extensions: config.extensions,
+        dryRun: config.dryRun,
+        maxDelete: Infinity,
+      }),
       dryRun: config.dryRun,
       helper: helperOf,
       helperFrom: HELPER_FROM_COPIES,
@@ -112,22 +124,23 @@ async function* prepend(first: Findings, rest: AsyncIterable<Findings>): AsyncGe
 
 const exists = (path: string) => lstatSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
 
-function checkSource(source: string): string {
+/** The source folder's real path and mode (its permission bits); refuses a source that is no folder. */
+function checkSource(source: string): { sourceReal: string; sourceMode: number } {
   const st = statSync(source, { throwIfNoEntry: false });
   if (!st?.isDirectory()) {
     throw new UploadSyncError('ERR_SOURCE_MISSING', `Source folder ${source} ${st ? 'is not a folder' : 'does not exist'}; create it, or set UPLOAD_SYNC_SOURCE / \`source\``, { path: source });
   }
-  return realpathSync.native(source);
+  return { sourceReal: realpathSync.native(source), sourceMode: st.mode & 0o7777 };
 }
 
 /**
  * Makes dest (and its parents) if missing, writable by us while the run fills it; its mode follows
  * the source's (or `dirMode`): set at the end, by the action returned, on a full run or when made.
  */
-function ensureDestRoot(config: SyncConfig, openDirs: boolean, full: boolean): Findings {
+function ensureDestRoot(config: SyncConfig, sourceMode: number, openDirs: boolean, full: boolean): Findings {
   const found = emptyFindings();
   const { dest } = config;
-  const mode = config.dirMode ?? statSync(config.source).mode & 0o7777;
+  const mode = config.dirMode ?? sourceMode;
   const st = lstatSync(dest, { throwIfNoEntry: false });
   if (st === undefined) {
     mkdirSync(dest, { recursive: true });

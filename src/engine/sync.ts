@@ -37,10 +37,27 @@ export async function syncUploads(options: SyncOptions = {}): Promise<SyncResult
       throw new UploadSyncError('ERR_CONFIG', `Invalid option \`onProgress\`: expected a function, got ${typeof options.onProgress}`);
     }
   } catch (err) {
-    return { ...emptyResult(Boolean(options?.dryRun)), status: 'failed', errors: [toEntry('', err)], durationMs: elapsed(started) };
+    return failed(started, Boolean(options?.dryRun), err);
   }
   return runSync(config, request);
 }
+
+/**
+ * Internal (`saveUpload`): a targeted sync of `files` with the configuration `resolve` gives (the
+ * save's own, resolved with its paths); one that throws is the result's error, as in `syncUploads`.
+ */
+export async function syncFilesWith(resolve: () => SyncConfig, files: readonly string[]): Promise<SyncResult> {
+  const started = performance.now();
+  let config: SyncConfig;
+  try {
+    config = resolve();
+  } catch (err) {
+    return failed(started, false, err);
+  }
+  return runSync(config, { files });
+}
+
+const failed = (started: number, dryRun: boolean, err: unknown): SyncResult => ({ ...emptyResult(dryRun), status: 'failed', errors: [toEntry('', err)], durationMs: elapsed(started) });
 
 /** What one sync is asked to do besides its configuration. */
 export interface SyncRequest {
@@ -101,7 +118,6 @@ function validateFiles(files: unknown): string[] | null {
 // Coalescing: one queue per dest in this process.
 
 interface Pending {
-  key: string;
   config: SyncConfig;
   /** `null`: a full run. */
   files: Set<unknown> | null;
@@ -125,6 +141,23 @@ function runKey(c: SyncConfig): string {
   return JSON.stringify([c.source, c.dest, c.extensions && [...c.extensions], c.strategy, c.delete, c.dryRun, c.fileMode, c.dirMode, c.concurrency, c.logFile, c.lockDir, c.lockTimeoutMs]);
 }
 
+/**
+ * Dest's real path by its spelling, resolved once per spelling (a few, in any process): the queue
+ * key is on every upload's path. A dest whose symlink is re-pointed while the process runs keeps
+ * its first key, which only decides which calls of this process coalesce; the lock, which
+ * serializes full runs across processes, resolves dest itself.
+ */
+const destKeys = new Map<string, string>();
+const MAX_DEST_KEYS = 64;
+function destKey(dest: string): string {
+  let key = destKeys.get(dest);
+  if (key === undefined) {
+    if (destKeys.size >= MAX_DEST_KEYS) destKeys.clear();
+    destKeys.set(dest, (key = canonical(dest)));
+  }
+  return key;
+}
+
 type ProgressFn = (progress: SyncProgress) => void;
 
 function schedule(config: SyncConfig, files: unknown[] | null, signal: AbortSignal | undefined, onProgress: ProgressFn | undefined, leave: LeaveYoung | null, deps: RunDeps): Promise<SyncResult> {
@@ -132,22 +165,21 @@ function schedule(config: SyncConfig, files: unknown[] | null, signal: AbortSign
   // Full and targeted runs have a queue each: an upload's sync never waits behind a full run (which
   // takes minutes on a fresh mirror); targeted runs take no lock (run.ts says why that is safe).
   // A push is keyed by its bucket and prefix (dest is the bucket's URL), a pull by the folder it writes.
-  const written = config.bucket?.side === 'dest' ? config.dest : canonical(config.dest);
+  const written = config.bucket?.side === 'dest' ? config.dest : destKey(config.dest);
   const queueKey = `${files === null ? 'full' : 'files'}:${written}`;
   let queue = queues.get(queueKey);
   if (!queue) queues.set(queueKey, (queue = { running: false, waiting: [] }));
-  const key = runKey(config);
   const last = queue.waiting[queue.waiting.length - 1];
   // A caller with its own signal, logger or progress callback keeps its own run, so nothing crosses
   // callers; so does a run that leaves young files (a plain call must copy them, and it must not).
   const own = signal !== undefined || onProgress !== undefined || leave !== null;
-  if (last && last.key === key && last.config.logger === config.logger && last.config.bucket?.store.client === config.bucket?.store.client && last.deps === deps && last.signal === undefined && last.onProgress === undefined && last.leave === null && !own) {
+  if (last && !own && last.signal === undefined && last.onProgress === undefined && last.leave === null && last.deps === deps && last.config.logger === config.logger && last.config.bucket?.store.client === config.bucket?.store.client && runKey(last.config) === runKey(config)) {
     if (files !== null && last.files !== null) for (const f of files) last.files.add(f);
     return last.promise;
   }
   let resolvePending!: (r: SyncResult) => void;
   const promise = new Promise<SyncResult>((r) => (resolvePending = r));
-  queue.waiting.push({ key, config, files: files && new Set(files), signal, onProgress, leave, deps, promise, resolve: resolvePending });
+  queue.waiting.push({ config, files: files && new Set(files), signal, onProgress, leave, deps, promise, resolve: resolvePending });
   if (!queue.running) void drain(queueKey, queue);
   return promise;
 }

@@ -80,13 +80,13 @@ export async function saveMultipart(request: MultipartRequest, options: SaveMult
   if (external?.aborted) throw aborted(ctx.dir);
 
   const sink = ctx.config.store === null ? diskSink(ctx) : await storeSink(ctx, ctx.config.store);
-  if (ctx.config.store === null) await ctx.openFolder();
+  if (ctx.config.store === null) ctx.openFolder();
   const Busboy = await loadBusboy();
   const written = await new MultipartJob(ctx, sink, limits, external).run(request.body, contentType, Busboy);
   await sink.publish(written);
 
   const rels = written.map((w) => w.rel);
-  const sync = rels.length === 0 ? null : await sink.settle(async () => (ctx.config.store !== null || options.sync === false ? null : syncSaved(options, rels)));
+  const sync = rels.length === 0 ? null : await sink.settle(async () => (ctx.config.store !== null || options.sync === false ? null : syncSaved(ctx, rels)));
   const files: SavedPart[] = written.map((w) => ({
     name: w.rel, path: w.path, url: ctx.urlOf(w.rel), size: w.size, sync, field: w.field, originalName: w.originalName, ...(w.etag === undefined ? {} : { etag: w.etag }),
   }));

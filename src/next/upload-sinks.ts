@@ -43,7 +43,7 @@ export function diskSink(ctx: UploadContext): Sink {
   return {
     async write(chunks, fileName, rel, signal) {
       const target = join(ctx.dir, fileName);
-      if (!ctx.overwrite && (await exists(target))) throw alreadyExists(rel, target);
+      if (!ctx.overwrite && exists(target)) throw alreadyExists(rel, target);
       const temp = await writeTemp(chunks, target, { maxBytes: ctx.maxBytes, signal, fsync: ctx.fsync });
       return { rel, path: target, size: temp.size, temp };
     },
