@@ -92,6 +92,20 @@ describe('paths', () => {
     expect(configError(() => resolveConfig(options, { UPLOAD_SYNC_ROOT: root, ...env }))).toMatch(pattern);
   });
 
+  test('the default lock folder follows TMPDIR as it changes in the process (the built package)', async () => {
+    // os.tmpdir() reads the real environment, not jest's process.env: a child does this.
+    const code = `const { resolveConfig } = await import(${JSON.stringify(join(ROOT, 'dist', 'index.js'))});
+      const seen = [];
+      for (const tmp of ['/srv/tmp-a', '/srv/tmp-b', '/srv/tmp-a']) {
+        process.env.TMPDIR = tmp;
+        seen.push(resolveConfig({ source: '/srv/up', dest: '/srv/mirror' }).lockDir);
+      }
+      console.log(JSON.stringify(seen));`;
+    const r = await run(process.execPath, ['--input-type=module', '-e', code]);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual(['/srv/tmp-a/upload-sync-locks', '/srv/tmp-b/upload-sync-locks', '/srv/tmp-a/upload-sync-locks']);
+  });
+
   test('the home folder check follows HOME as it changes in the process (the built package)', async () => {
     // jest's process.env is its own object: os.homedir() reads the real environment, so a child does this.
     const code = `const { resolveConfig } = await import(${JSON.stringify(join(ROOT, 'dist', 'index.js'))});

@@ -94,6 +94,19 @@ export type ResolvedConfig = WatchConfig & CleanupConfig;
  */
 export const DEFAULT_LOCK_DIR_NAME = 'upload-sync-locks';
 
+/**
+ * `<os.tmpdir()>/upload-sync-locks`, computed again only when the variables `os.tmpdir()` reads
+ * change: `os.tmpdir()` checks the process's credentials on each call (a dozen system calls),
+ * and the default lock folder is resolved on every upload's sync.
+ */
+let defaultLock: { vars: string; dir: string } | null = null;
+function defaultLockDir(): string {
+  const { TMPDIR, TMP, TEMP } = process.env;
+  const vars = `${TMPDIR}\0${TMP}\0${TEMP}`;
+  if (defaultLock?.vars !== vars) defaultLock = { vars, dir: join(tmpdir(), DEFAULT_LOCK_DIR_NAME) };
+  return defaultLock.dir;
+}
+
 export const DEFAULTS = Object.freeze({
   strategy: 'copy' as Strategy,
   concurrency: 4,
@@ -186,7 +199,7 @@ function pathsOf(s: Settings, buckets = false): Paths {
 }
 
 function runOf(s: Settings, buckets = false, paths: Paths = pathsOf(s, buckets)): RunConfig & { bucket: BucketEnd | null } {
-  const lockDir = resolve(paths.root, s.path('lockDir', 'UPLOAD_SYNC_LOCK_DIR') ?? join(tmpdir(), DEFAULT_LOCK_DIR_NAME));
+  const lockDir = resolve(paths.root, s.path('lockDir', 'UPLOAD_SYNC_LOCK_DIR') ?? defaultLockDir());
   // A bucket side has no folder to keep the lock out of: the local side is checked twice.
   const local = paths.bucket?.side === 'source' ? paths.dest : paths.source;
   checkLockDir(paths.bucket === null ? paths.source : local, paths.bucket === null ? paths.dest : local, lockDir, s.real);
