@@ -5,7 +5,8 @@
 //   node bench/run.mjs [--reps N] [--only copy,noop,upload,rss,watch,wait,upload-rss,upload-fsync,upload-rss-next,route,pm2-reload-next,s3-put-rss,s3-save-rss,s3-push] [--small]
 //   (upload-rss-next and pm2-reload-next are not in the default list: they install the example app's dependencies and build it;
 //   s3-put-rss, s3-save-rss and s3-push need a Ceph RGW: UPLOAD_SYNC_TEST_S3_ENV, or the Debian packages to start one, else they say why they skip;
-//   s3-push also needs rclone; --wait-pairs N: rounds of runs (sync on, sync off, the bare-copy floor) per case of `wait`, default 5)
+//   s3-push also needs rclone; --wait-pairs N: rounds of runs (sync on, sync off, the bare-copy floor) per case of `wait`, default 5;
+//   --wait-modes on,off,floor[,burn<µs>…]: the modes of each round (burn150: 150 µs of CPU spun after a save without sync))
 //
 // `route` (bench/route.mjs) builds examples/next-app standalone with the packed library (it needs
 // the npm registry or a warm npm cache, like the Next e2e test), then measures 64 KiB ranged GETs
@@ -51,11 +52,13 @@ const { values } = parseArgs({
     'route-preload': { type: 'string', default: 'on' },
     small: { type: 'boolean', default: false },
     'wait-pairs': { type: 'string', default: '5' },
+    'wait-modes': { type: 'string', default: 'on,off,floor' },
   },
 });
 const REPS = Number(values.reps);
 const ONLY = new Set(values.only.split(','));
 const SCALE = values.small ? 0.1 : 1;
+const WAIT_MODES = waitModes(values['wait-modes']);
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const HAVE_RSYNC = has('rsync');
@@ -325,7 +328,7 @@ if (ONLY.has('upload')) {
   rows.push(`| one new upload: time on C / time on A | | syncUploads({ files }) | ${(c / a).toFixed(2)}× | |`);
 }
 if (ONLY.has('watch')) await watch('C');
-if (ONLY.has('wait')) await (await import('./upload-wait.mjs')).uploadWait({ work, cli, next: join(repo, 'dist', 'next.js'), env: ENV, scale: SCALE, rounds: Number(values['wait-pairs']), rows, fmt, pct, median });
+if (ONLY.has('wait')) await (await import('./upload-wait.mjs')).uploadWait({ work, cli, next: join(repo, 'dist', 'next.js'), env: ENV, scale: SCALE, rounds: Number(values['wait-pairs']), modes: WAIT_MODES, rows, fmt, pct, median });
 if (ONLY.has('rss')) {
   rssOfSync('C');
   rssOfSync('D');
@@ -386,3 +389,13 @@ Every initial copy's mirror was counted (files and bytes, with find) after each 
 | case | tree | tool | median | ratio |
 | --- | --- | --- | --- | --- |
 ${rows.join('\n')}`);
+
+/** `--wait-modes`: `on` and `off` always, then `floor` and `burn<µs>` calibrations. */
+function waitModes(value) {
+  const modes = value.split(',').map((m) => m.trim()).filter(Boolean);
+  const bad = modes.filter((m) => !['on', 'off', 'floor'].includes(m) && !/^burn[1-9][0-9]*$/.test(m));
+  if (bad.length > 0 || !modes.includes('on') || !modes.includes('off')) {
+    throw new Error(`--wait-modes: expected on,off and any of floor, burn<µs> (e.g. burn150), got ${JSON.stringify(value)}`);
+  }
+  return [...new Set(modes)];
+}

@@ -8,6 +8,9 @@
 // A third mode in each round, `floor`, saves with `sync: false` and then copies the file into the
 // mirror by hand (copyFileSync to a temp name, rename): what a mirror publish costs at the least,
 // so that the library's own share of the ratio shows (floor / off next to on / off).
+// `--wait-modes` adds calibration modes: `burn<µs>` saves with `sync: false`, then spins on the CPU
+// for that long (no I/O): what that much CPU per upload alone does to the p99 on this machine.
+// Each mode's CPU per upload (the uploader's user + system time over its uploads) is printed too.
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,13 +23,16 @@ const [source, dest, sync, goFile, stopFile, cap, outFile] = process.argv.slice(
 const body = Buffer.alloc(50 * 1024, 7);
 const ms = [];
 const options = { source, dest, force: true, folder: 'incoming', sync: sync === 'on', allowedTypes: 'audio' };
+const burn = sync.startsWith('burn') ? BigInt(Number(sync.slice(4)) * 1000) : 0n; // ns
 // Warm: modules loaded, the mirror's mtime probed; then wait for the background run to be going.
 for (let i = 0; i < 3; i++) await saveUpload(body, { ...options, originalName: 'warm.mp3' });
 process.stdout.write('ready\\n');
 while (!existsSync(goFile)) await new Promise((r) => setTimeout(r, 1));
+const cpu0 = process.cpuUsage();
 for (let i = 0; i < Number(cap) && !existsSync(stopFile); i++) {
   const t = process.hrtime.bigint();
   const saved = await saveUpload(body, { ...options, originalName: 'up.mp3' });
+  if (burn > 0) for (const until = process.hrtime.bigint() + burn; process.hrtime.bigint() < until; );
   if (sync === 'floor') {
     // The least any mirror publish costs: a bare copy to a temp name and a rename, after the save.
     const to = join(dest, saved.name);
@@ -37,7 +43,8 @@ for (let i = 0; i < Number(cap) && !existsSync(stopFile); i++) {
   ms.push(Number(process.hrtime.bigint() - t) / 1e6);
   if (saved.sync && saved.sync.status !== 'ok') throw new Error('sync ' + saved.sync.status + ': ' + JSON.stringify(saved.sync.errors.slice(0, 2)));
 }
-writeFileSync(outFile, JSON.stringify(ms));
+const cpu = process.cpuUsage(cpu0);
+writeFileSync(outFile, JSON.stringify({ ms, cpuMs: (cpu.user + cpu.system) / 1000 / Math.max(1, ms.length) }));
 `;
 
 /**
@@ -78,12 +85,14 @@ export async function uploadWait(o) {
     // The run's uploads leave the source (a rename, no deletion: see BENCHMARKS.md on this disk),
     // so that every background run copies the same tree, not the tree plus every earlier run's uploads.
     renameSync(join(source, 'incoming'), fresh('uploaded'));
-    return JSON.parse(readFileSync(outFile, 'utf8'));
+    return JSON.parse(readFileSync(outFile, 'utf8')); // { ms: per upload, cpuMs: CPU per upload }
   }
 
   const results = {};
   const ratios = {};
-  const floors = {};
+  const others = {}; // label → mode → p99 / off per round (floor, burn…)
+  const cpu = {}; // label|mode → CPU ms per upload per run
+  const modes = o.modes ?? ['on', 'off', 'floor'];
   const cases = [
     ['idle machine', null],
     [`initial sync of ${Math.round(50_000 * o.scale)} files in another process`, many],
@@ -97,23 +106,26 @@ export async function uploadWait(o) {
     // back (1.5 GB after a big copy) weighed more than the sync itself.
     for (let round = 0; round < (source === null ? 1 : o.rounds); round++) {
       const p99 = {};
-      const modes = source === null ? ['on', 'off'] : ROUNDS[round % ROUNDS.length];
-      for (const sync of modes) {
+      // Every mode comes first, in the middle and last in turn.
+      const order = source === null ? ['on', 'off'] : modes.map((_, i) => modes[(i + round) % modes.length]);
+      for (const sync of order) {
         execFileSync('sync');
-        const got = await uploads({ source: source ?? many, background: source !== null, sync, cap: source === null ? 200 : 5000 });
+        const { ms: got, cpuMs } = await uploads({ source: source ?? many, background: source !== null, sync, cap: source === null ? 200 : 5000 });
+        (cpu[`${label}|${sync}`] ??= []).push(cpuMs);
         if (got.length === 0) throw new Error(`wait: no upload ran during ${label} (it ended first): use a larger tree`);
         results[`${label}|${sync}`] = [...(results[`${label}|${sync}`] ?? []), ...got];
         p99[sync] = o.pct(got, 99);
       }
       (ratios[label] ??= []).push(p99.on / p99.off);
-      if (p99.floor !== undefined) (floors[label] ??= []).push(p99.floor / p99.off);
+      for (const mode of order) if (mode !== 'on' && mode !== 'off') ((others[label] ??= {})[mode] ??= []).push(p99[mode] / p99.off);
     }
-    for (const sync of ['on', 'off', 'floor']) {
+    for (const sync of source === null ? ['on', 'off'] : modes) {
       const ms = results[`${label}|${sync}`];
       if (!ms) continue;
-      const line = `| upload of 50 KB, one at a time, during: ${label} | sync ${sync} | ${ms.length} uploads | p50 ${o.fmt(o.pct(ms, 50))} / p99 ${o.fmt(o.pct(ms, 99))} | |`;
+      const perUpload = o.median(cpu[`${label}|${sync}`]) * 1000;
+      const line = `| upload of 50 KB, one at a time, during: ${label} | sync ${sync} | ${ms.length} uploads | p50 ${o.fmt(o.pct(ms, 50))} / p99 ${o.fmt(o.pct(ms, 99))}; CPU ${perUpload.toFixed(0)} µs per upload | |`;
       o.rows.push(line);
-      console.error(`  wait: ${label}, sync ${sync}: ${ms.length} uploads, p50 ${o.fmt(o.pct(ms, 50))}, p99 ${o.fmt(o.pct(ms, 99))}`);
+      console.error(`  wait: ${label}, sync ${sync}: ${ms.length} uploads, p50 ${o.fmt(o.pct(ms, 50))}, p99 ${o.fmt(o.pct(ms, 99))}, CPU ${perUpload.toFixed(0)} µs per upload`);
     }
   }
   const idle = o.pct(results['idle machine|on'], 99);
@@ -121,19 +133,16 @@ export async function uploadWait(o) {
     if (source === null) continue;
     const on = o.pct(results[`${label}|on`], 99);
     const each = ratios[label].map((r) => `${r.toFixed(2)}×`).join(', ');
-    const floor = floors[label].map((r) => `${r.toFixed(2)}×`).join(', ');
+    const rest = Object.entries(others[label] ?? {}).map(([mode, rs]) => [mode, rs.map((r) => `${r.toFixed(2)}×`).join(', '), o.median(rs)]);
     o.rows.push(`| upload p99, sync on / sync off, during: ${label} | | ${ratios[label].length} rounds of runs: ${each} | median ${o.median(ratios[label]).toFixed(2)}× (goal ≤ 1.2×); +${o.fmt(on - idle)} over idle (goal ≤ 250 ms) | |`);
-    o.rows.push(`| upload p99, a bare copy after the save / sync off (the floor of any mirror publish), during: ${label} | | ${floors[label].length} rounds: ${floor} | median ${o.median(floors[label]).toFixed(2)}× (reference) | |`);
-    console.error(`  wait: ${label}: p99 on / off per round ${each}; median ${o.median(ratios[label]).toFixed(2)}×; floor / off ${floor}; median ${o.median(floors[label]).toFixed(2)}×`);
+    for (const [mode, list, med] of rest) {
+      const what = mode === 'floor' ? 'a bare copy after the save / sync off (the floor of any mirror publish)' : `${mode.slice(4)} µs of CPU spun after the save / sync off (calibration)`;
+      o.rows.push(`| upload p99, ${what}, during: ${label} | | ${ratios[label].length} rounds: ${list} | median ${med.toFixed(2)}× (reference) | |`);
+    }
+    console.error(`  wait: ${label}: p99 on / off per round ${each}; median ${o.median(ratios[label]).toFixed(2)}×${rest.map(([mode, list, med]) => `; ${mode} / off ${list}; median ${med.toFixed(2)}×`).join('')}`);
   }
 }
 
-/** The order of the modes in each round: every mode comes first, second and last in turn. */
-const ROUNDS = [
-  ['on', 'off', 'floor'],
-  ['off', 'floor', 'on'],
-  ['floor', 'on', 'off'],
-];
 
 function rng(seed) {
   let s = seed >>> 0;
