@@ -4,7 +4,7 @@
  * keeps whole seconds (a real ext4 with 128-byte inodes, loop-mounted as root).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { chmod, lstat, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,5 +132,73 @@ describe('the mtime window is the destination\'s real granularity', () => {
       expect(await sync({}, dest)).toMatchObject({ status: 'ok', updated: ['a.mp3'] });
       expect(await readTree(dest)).toEqual({ 'a.mp3': 'bbbb' });
     });
+  });
+});
+
+describe('a one-file targeted sync (an upload\'s, done without the executor) does what the full sync does', () => {
+  /** Every file and folder under `base`: content, mode and mtime of files; mode of folders. */
+  function snapshot(base: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    const visit = (rel: string) => {
+      const abs = rel === '' ? base : join(base, rel);
+      const st = statSync(abs, { throwIfNoEntry: false });
+      if (st === undefined) return;
+      if (st.isDirectory()) {
+        if (rel !== '') out[`${rel}/`] = (st.mode & 0o7777).toString(8);
+        for (const name of readdirSync(abs).sort()) visit(rel === '' ? name : `${rel}/${name}`);
+      } else {
+        out[rel] = `${readFileSync(abs, 'latin1')} ${(st.mode & 0o7777).toString(8)} ${st.mtimeMs}`;
+      }
+    };
+    visit('');
+    return out;
+  }
+
+  /** One seeded case: a source and a dest holding at most `album/song.mp3` (and its folder), each in some state. */
+  async function setUp(root: string, seed: number): Promise<{ source: string; dest: string; what: string }> {
+    let s = seed;
+    const pick = <T,>(xs: readonly T[]): T => xs[(s = (s * 1103515245 + 12345) >>> 0) % xs.length]!;
+    const source = join(root, 'src');
+    const dest = join(root, 'dst');
+    const srcState = pick(['file', 'file', 'file', 'missing'] as const);
+    const dstState = pick(['none', 'no-folder', 'same', 'other-content', 'older', 'other-mode', 'folder-at-name'] as const);
+    const mode = pick([0o644, 0o600, 0o664]);
+    mkdirSync(join(source, 'album'), { recursive: true });
+    mkdirSync(dest, { recursive: true });
+    const past = new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 678));
+    const song = join(source, 'album', 'song.mp3');
+    if (srcState === 'file') {
+      await writeFile(song, `song ${seed}`);
+      await chmod(song, mode);
+      await utimes(song, past, past);
+    }
+    if (dstState !== 'no-folder') mkdirSync(join(dest, 'album'), { recursive: true });
+    const copy = join(dest, 'album', 'song.mp3');
+    if (dstState === 'same' || dstState === 'other-mode' || dstState === 'older') {
+      await writeFile(copy, `song ${seed}`);
+      await chmod(copy, dstState === 'other-mode' ? 0o640 : mode);
+      await utimes(copy, past, dstState === 'older' ? new Date(past.getTime() - 5000) : past);
+    } else if (dstState === 'other-content') {
+      await writeFile(copy, `another song ${seed}`);
+      await utimes(copy, past, past);
+    } else if (dstState === 'folder-at-name') {
+      mkdirSync(copy);
+    }
+    return { source, dest, what: `source ${srcState} (${mode.toString(8)}), dest ${dstState}` };
+  }
+
+  test.each(Array.from({ length: 24 }, (_, i) => 7001 + i * 7919))('seed %i: the same tree and the same result as a full sync of the same two folders', async (seed) => {
+    const targeted = mkdtempSync(join(p.root, 'targeted-'));
+    const full = mkdtempSync(join(p.root, 'full-'));
+    const a = await setUp(targeted, seed);
+    const b = await setUp(full, seed);
+    const opts = (x: typeof a) => ({ source: x.source, dest: x.dest, force: true, lockDir: join(p.root, 'locks'), delete: true });
+    const one = await syncUploads({ ...opts(a), files: ['album/song.mp3'] });
+    const all = await syncUploads(opts(b));
+    const codes = (r: typeof one) => r.errors.map((e) => `${e.path} ${e.code}`);
+    expect([one.status, one.copied, one.updated, one.deleted, codes(one)]).toEqual([all.status, all.copied, all.updated, all.deleted, codes(all)]);
+    // Files and folders below the root (a full run also sets the root's own mode).
+    expect(snapshot(a.dest)).toEqual(snapshot(b.dest));
+    expect(snapshot(a.dest)['album/song.mp3'] ?? 'none').toBe(snapshot(a.source)['album/song.mp3'] ?? 'none');
   });
 });

@@ -3,7 +3,7 @@
  * reports each outcome. It never calls back into the planner: data flows one way.
  */
 import type { Destination } from './destination.js';
-import type { Action, CopyJob, Findings } from './plan-types.js';
+import { findingsSize, type Action, type CopyJob, type Findings } from './plan-types.js';
 import type { PublishOutcome } from './publish.js';
 import type { Report } from './report.js';
 import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
@@ -112,9 +112,7 @@ export class Executor {
 
   private done(job: CopyJob, outcome: PublishOutcome, removed: string[] | undefined): void {
     for (const rel of removed ?? []) this.report.deleted(rel);
-    if (outcome.status === 'copied') this.report.copied(job);
-    else if (outcome.status === 'gone') this.report.gone(job);
-    else if (outcome.status === 'failed') this.report.copyFailed(job, Object.assign(new Error(outcome.message), { code: outcome.code }));
+    reportOutcome(this.report, job, outcome);
   }
 
   private removeDeadSourceTemps(rels: readonly string[]): void {
@@ -132,4 +130,32 @@ export class Executor {
       this.report.warn((err as Error).message);
     }
   }
+}
+
+/** What one publish did, in the report. */
+function reportOutcome(report: Report, job: CopyJob, outcome: PublishOutcome): void {
+  if (outcome.status === 'copied') report.copied(job);
+  else if (outcome.status === 'gone') report.gone(job);
+  else if (outcome.status === 'failed') report.copyFailed(job, Object.assign(new Error(outcome.message), { code: outcome.code }));
+}
+
+/**
+ * The plan of most targeted runs (an upload): at most one file to copy, into a folder that is
+ * there and writable, and nothing else to do (see `runOnce`). Done here, without a `Destination`:
+ * that machinery (folder modes, deletions, copiers, the helper thread) was most of such a run's
+ * CPU, and on a busy 2-core machine an upload's tail follows its CPU (BENCHMARKS.md, session 20).
+ */
+export async function publishAlone(found: Findings, report: Report, publish: (job: CopyJob) => PublishOutcome | null, publishAsync: (job: CopyJob) => Promise<PublishOutcome>): Promise<void> {
+  report.absorb(found);
+  const [action] = found.actions;
+  if (action === undefined || action.type !== 'copy') return;
+  report.planned([action.job]);
+  reportOutcome(report, action.job, publish(action.job) ?? (await publishAsync(action.job)));
+}
+
+/** Whether `publishAlone` can do the plan `found` (with `first`, the dest root's own findings). */
+export function isAlone(first: Findings, found: Findings): boolean {
+  if (findingsSize(first) > 0 || found.temps.length > 0 || found.sourceTemps.length > 0 || found.actions.length > 1) return false;
+  const [action] = found.actions;
+  return action === undefined || (action.type === 'copy' && !action.job.replaceDir);
 }

@@ -1,8 +1,8 @@
 /**
  * The planner of a targeted run (`files`): each path is compared alone, by the same rules as the
- * full run (`compareEntry`), without listing any folder; a folder given as a path is planned as
- * a subtree by `planTree`. So a targeted run never does what a full run would not: a path reached
- * through a symlinked folder is skipped, as the full run skips that folder.
+ * full run (`compareEntry`), without listing any folder; a folder given as a path is handed back,
+ * for the run to plan as a subtree with `planTree`. So a targeted run never does what a full run
+ * would not: a path reached through a symlinked folder is skipped, as the full run skips that folder.
  */
 import { lstatSync, realpathSync, type Stats } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
@@ -11,7 +11,7 @@ import { UploadSyncError, errorCode, errorMessage } from '../shared/errors.js';
 import { isIgnoredName, toPosix } from '../shared/filter.js';
 import { compareEntry } from './compare-dir.js';
 import { emptyFindings, mergeFindings, type DirItem, type Findings } from './plan-types.js';
-import { planTree, type TreePlanContext } from './plan-tree.js';
+import type { TreePlanContext } from './plan-tree.js';
 
 /** Owner write and search bits: what a non-root process needs to add entries to a folder. */
 const OWNER_WX = 0o300;
@@ -26,7 +26,11 @@ const lstatOrUndefined = (abs: string): Stats | undefined => {
   }
 };
 
-export async function* planFiles(ctx: TreePlanContext, entries: readonly unknown[]): AsyncGenerator<Findings> {
+/**
+ * The paths' own comparisons, in one batch, and the folders given as paths, which the caller walks
+ * with `planTree`. Synchronous: most targeted runs (an upload) are this and one copy.
+ */
+export function planTargets(ctx: TreePlanContext, entries: readonly unknown[]): { found: Findings; subtrees: DirItem[] } {
   const found = emptyFindings();
   const seen = new Set<string>();
   const subtrees: DirItem[] = [];
@@ -44,8 +48,7 @@ export async function* planFiles(ctx: TreePlanContext, entries: readonly unknown
       found.errors.push({ path: rel, code: errorCode(err), message: errorMessage(err) });
     }
   }
-  yield found;
-  if (subtrees.length > 0) yield* planTree(ctx, subtrees);
+  return { found, subtrees };
 }
 
 /** A `files` entry as a `/`-separated path relative to source, or `null` after reporting why not. */

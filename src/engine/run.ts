@@ -11,13 +11,14 @@ import { UploadSyncError, errorMessage } from '../shared/errors.js';
 import { acquireLock, type Release } from '../shared/lock.js';
 import { createLog } from '../shared/log.js';
 import type { SyncProgress, SyncResult } from '../shared/options.js';
-import { Executor } from './execute.js';
+import { Executor, isAlone, publishAlone } from './execute.js';
 import type { Helper, HelperFactory } from './helper.js';
 import { LocalDest } from './local-dest.js';
 import { knownMtimeWindow, mtimeWindow } from './mtime-window.js';
-import { planFiles } from './plan-files.js';
+import { planTargets } from './plan-files.js';
 import { planTree, type TreePlanContext } from './plan-tree.js';
-import { emptyFindings, type CompareOptions, type Findings } from './plan-types.js';
+import { emptyFindings, type CompareOptions, type DirItem, type Findings } from './plan-types.js';
+import { publishJob, publishJobSync } from './publish.js';
 import { Report } from './report.js';
 
 /** Folders waiting to be compared from which the helper thread is started (it takes ~30 ms to start). */
@@ -84,6 +85,17 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
       return helper ?? null;
     };
     const plan: TreePlanContext = { compare, helper: helperOf, helperFrom: HELPER_FROM_FOLDERS, signal };
+    let batches: AsyncIterable<Findings>;
+    if (request.files === null) batches = planTree(plan, [{ rel: '', inSrc: true, inDst: exists(config.dest) }]);
+    else {
+      const { found, subtrees } = planTargets(plan, request.files);
+      if (!config.dryRun && subtrees.length === 0 && isAlone(root, found)) {
+        // An upload's run: one file into a folder that is there, nothing else (execute.ts says why).
+        await publishAlone(found, report, (job) => publishJobSync(config.source, config.dest, job, publish), (job) => publishJob(config.source, config.dest, job, publish));
+        return { result: await report.finish(signal?.aborted ?? false), young: report.young };
+      }
+      batches = thenTrees(found, plan, subtrees);
+    }
     const dest = new LocalDest({
       source: config.source,
       dest: config.dest,
@@ -106,7 +118,6 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
       helperFrom: HELPER_FROM_COPIES,
       signal,
     });
-    const batches = request.files === null ? planTree(plan, [{ rel: '', inSrc: true, inDst: exists(config.dest) }]) : planFiles(plan, request.files);
     await new Executor(dest, report, config.dryRun, signal).run(prepend(root, batches));
   } catch (err) {
     report.failRun(err);
@@ -120,6 +131,12 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
 async function* prepend(first: Findings, rest: AsyncIterable<Findings>): AsyncGenerator<Findings> {
   yield first;
   yield* rest;
+}
+
+/** A targeted run's batches: its paths' findings, then the folders among them, walked (`planFiles`). */
+async function* thenTrees(found: Findings, plan: TreePlanContext, subtrees: DirItem[]): AsyncGenerator<Findings> {
+  yield found;
+  if (subtrees.length > 0) yield* planTree(plan, subtrees);
 }
 
 const exists = (path: string) => lstatSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
