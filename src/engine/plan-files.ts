@@ -61,11 +61,12 @@ function targetRel(ctx: TreePlanContext, entry: unknown, found: Findings): strin
   if (typeof entry !== 'string' || entry === '' || entry.includes('\0')) {
     return refuse(shown, new UploadSyncError('ERR_INVALID_PATH', `Invalid entry in \`files\`: expected a non-empty path without NUL bytes, got ${JSON.stringify(entry) ?? shown}`));
   }
-  const { source, sourceReal } = ctx.compare;
+  const { source } = ctx.compare;
   const abs = isAbsolute(entry) ? resolve(entry) : resolve(source, entry);
   if (abs === source || isInside(abs, source)) return toPosix(relative(source, abs));
   // An absolute path may name the source through another spelling (a symlinked deploy folder).
   const real = isAbsolute(entry) ? join(canonical(dirname(abs)), basename(abs)) : '';
+  const { sourceReal } = ctx.compare; // a realpath, taken only here
   if (real !== '' && (real === sourceReal || isInside(real, sourceReal))) return toPosix(relative(sourceReal, real));
   return refuse(entry, new UploadSyncError('ERR_OUTSIDE', `Path resolves outside the source folder ${source}; nothing was written for it`));
 }

@@ -51,8 +51,12 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
   let helper: Helper | null | undefined;
   try {
     if (signal?.aborted) throw new UploadSyncError('ERR_ABORTED', 'Sync aborted before it started');
-    const { sourceReal, sourceMode } = checkSource(config.source);
+    const sourceMode = checkSource(config.source);
+    // Real paths, resolved when first needed: an upload's run (a plain path, no symlink, no
+    // deletion) needs neither, and each is a realpath on every upload's way.
+    let sourceReal: string | undefined;
     let destReal: string | undefined;
+    const realSource = () => (sourceReal ??= realpathSync.native(config.source));
     // Only a full run takes the cross-process lock. A targeted run (an upload, a watcher batch)
     // never waits behind a full run or a big copy: each of its files lands by its own atomic
     // rename, a file another run publishes meanwhile is the same whole file, and what a full run
@@ -70,7 +74,9 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
     const compare: CompareOptions = {
       source: config.source,
       dest: config.dest,
-      sourceReal,
+      get sourceReal() {
+        return realSource();
+      },
       extensions: config.extensions,
       delete: config.delete,
       fileMode: config.strategy === 'copy' ? config.fileMode : null, // a link's mode is the source's own
@@ -103,9 +109,10 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
       concurrency: config.concurrency,
       guard: new DeleteGuard({
         source: config.source,
-        sourceReal,
+        get sourceReal() {
+          return realSource();
+        },
         dest: config.dest,
-        // Resolved at the run's first deletion: most targeted runs (an upload) delete nothing.
         get destReal() {
           return (destReal ??= canonical(config.dest));
         },
@@ -141,13 +148,13 @@ async function* thenTrees(found: Findings, plan: TreePlanContext, subtrees: DirI
 
 const exists = (path: string) => lstatSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
 
-/** The source folder's real path and mode (its permission bits); refuses a source that is no folder. */
-function checkSource(source: string): { sourceReal: string; sourceMode: number } {
+/** The source folder's mode (its permission bits); refuses a source that is no folder. */
+function checkSource(source: string): number {
   const st = statSync(source, { throwIfNoEntry: false });
   if (!st?.isDirectory()) {
     throw new UploadSyncError('ERR_SOURCE_MISSING', `Source folder ${source} ${st ? 'is not a folder' : 'does not exist'}; create it, or set UPLOAD_SYNC_SOURCE / \`source\``, { path: source });
   }
-  return { sourceReal: realpathSync.native(source), sourceMode: st.mode & 0o7777 };
+  return st.mode & 0o7777;
 }
 
 /**
