@@ -223,6 +223,13 @@ describe('targeted mode (files)', () => {
     expect(await readTree(p.dest)).toEqual({});
   });
 
+  test.each([['./album/a.mp3'], ['album//a.mp3'], ['album/./a.mp3'], ['x/../album/a.mp3'], ['album/a.mp3/']])('the entry %s names album/a.mp3: it is copied under that name', async (entry) => {
+    await writeTree(p.source, { 'album/a.mp3': 'a' });
+    const r = await sync({ files: [entry] });
+    expect(r).toMatchObject({ status: 'ok', copied: ['album/a.mp3'], errors: [] });
+    expect(await readTree(p.dest)).toEqual({ 'album/a.mp3': 'a' });
+  });
+
   test.each([
     ['../outside.mp3'],
     ['a/../../outside.mp3'],
