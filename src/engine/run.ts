@@ -1,7 +1,9 @@
 /**
  * One sync run, as a one-way pipeline: configuration (resolved by the caller) → plan (batches of
  * actions) → execute (each published atomically) → report (the result). This module only wires
- * them together and owns what spans the run: the lock, the dest root, the helper thread.
+ * them together and owns what spans the run: the lock, the dest root, the helper thread. A
+ * targeted plan of one file into a folder that is there (an upload's) is published without the
+ * executor's machinery (`publishAlone`).
  */
 import { chmodSync, lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs';
 import type { SyncConfig } from '../config/config.js';
@@ -91,41 +93,43 @@ export async function runOnce(config: SyncConfig, request: RunRequest, deps: Run
       return helper ?? null;
     };
     const plan: TreePlanContext = { compare, helper: helperOf, helperFrom: HELPER_FROM_FOLDERS, signal };
-    let batches: AsyncIterable<Findings>;
-    if (request.files === null) batches = planTree(plan, [{ rel: '', inSrc: true, inDst: exists(config.dest) }]);
+    /** The executor, into dest as a `LocalDest` (with the delete guard): every plan but the one-file one. */
+    const execute = async (batches: AsyncIterable<Findings>) => {
+      const dest = new LocalDest({
+        source: config.source,
+        dest: config.dest,
+        publish,
+        concurrency: config.concurrency,
+        guard: new DeleteGuard({
+          source: config.source,
+          get sourceReal() {
+            return realSource();
+          },
+          dest: config.dest,
+          get destReal() {
+            return (destReal ??= canonical(config.dest));
+          },
+          extensions: config.extensions,
+          dryRun: config.dryRun,
+          maxDelete: Infinity,
+        }),
+        dryRun: config.dryRun,
+        helper: helperOf,
+        helperFrom: HELPER_FROM_COPIES,
+        signal,
+      });
+      await new Executor(dest, report, config.dryRun, signal).run(prepend(root, batches));
+    };
+    if (request.files === null) await execute(planTree(plan, [{ rel: '', inSrc: true, inDst: exists(config.dest) }]));
     else {
       const { found, subtrees } = planTargets(plan, request.files);
+      // An upload's run: one file into a folder that is there, nothing else (execute.ts says why).
       if (!config.dryRun && subtrees.length === 0 && isAlone(root, found)) {
-        // An upload's run: one file into a folder that is there, nothing else (execute.ts says why).
         await publishAlone(found, report, (job) => publishJobSync(config.source, config.dest, job, publish), (job) => publishJob(config.source, config.dest, job, publish));
-        return { result: await report.finish(signal?.aborted ?? false), young: report.young };
+      } else {
+        await execute(thenTrees(found, plan, subtrees));
       }
-      batches = thenTrees(found, plan, subtrees);
     }
-    const dest = new LocalDest({
-      source: config.source,
-      dest: config.dest,
-      publish,
-      concurrency: config.concurrency,
-      guard: new DeleteGuard({
-        source: config.source,
-        get sourceReal() {
-          return realSource();
-        },
-        dest: config.dest,
-        get destReal() {
-          return (destReal ??= canonical(config.dest));
-        },
-        extensions: config.extensions,
-        dryRun: config.dryRun,
-        maxDelete: Infinity,
-      }),
-      dryRun: config.dryRun,
-      helper: helperOf,
-      helperFrom: HELPER_FROM_COPIES,
-      signal,
-    });
-    await new Executor(dest, report, config.dryRun, signal).run(prepend(root, batches));
   } catch (err) {
     report.failRun(err);
   } finally {
@@ -140,7 +144,7 @@ async function* prepend(first: Findings, rest: AsyncIterable<Findings>): AsyncGe
   yield* rest;
 }
 
-/** A targeted run's batches: its paths' findings, then the folders among them, walked (`planFiles`). */
+/** A targeted run's batches: its paths' findings, then the folders among them, walked. */
 async function* thenTrees(found: Findings, plan: TreePlanContext, subtrees: DirItem[]): AsyncGenerator<Findings> {
   yield found;
   if (subtrees.length > 0) yield* planTree(plan, subtrees);
