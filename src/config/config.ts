@@ -249,8 +249,7 @@ function cleanupOf(s: Settings): Omit<CleanupConfig, keyof RunConfig> {
  * @throws UploadSyncError `ERR_CONFIG`
  */
 export function resolveServeConfig(options: UploadSyncOptions = {}, env: Env = process.env): ServeConfig {
-  const { bucket: _none, ...paths } = pathsOf(new Settings(options, env));
-  return Object.freeze(paths);
+  return resolveUploadConfig(options, env).serve;
 }
 
 /**

@@ -36,7 +36,7 @@ const lstatOrUndefined = (abs: string): Stats | undefined => {
     // No error made for a missing path: an upload's file is new in dest every time.
     return lstatSync(abs, { throwIfNoEntry: false });
   } catch (err) {
-    if (errorCode(err) === 'ENOENT' || errorCode(err) === 'ENOTDIR') return undefined;
+    if (errorCode(err) === 'ENOTDIR') return undefined; // a file where a folder of the path should be
     throw err;
   }
 };

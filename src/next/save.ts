@@ -119,7 +119,7 @@ export function prepareUpload(options: SaveUploadOptions, fn: string): UploadCon
     relOf: (fileName) => [...folder, fileName].join('/'),
     urlOf: (rel) => `${urlPrefix}/${rel.split('/').map(encodeURIComponent).join('/')}`,
     openFolder() {
-      // Synchronous lookups (see `exists`): three trips through the thread pool were a third of an upload's.
+      // Synchronous lookups (see `exists`): as promises they were three of an upload's trips through the thread pool.
       mkdirSync(dir, { recursive: true });
       // A folder given by the caller may already exist as a symlink leading out of the source.
       const [sourceReal, dirReal] = [realpathSync.native(config.source), realpathSync.native(dir)];
